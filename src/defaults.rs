@@ -1,0 +1,117 @@
+//! Every default and limit of the relay, each with the reason for its value.
+//!
+//! dusk has no hole punching: the relayed connection *is* the chat path, so the relay
+//! limits here are sized for circuits that live for hours and carry real traffic, for
+//! thousands of users on one relay. Every value can be overridden (see [`crate::config`]).
+
+use std::time::Duration;
+
+/// TCP port, and the UDP port for QUIC: the seed's `4001`, which dusk clients pin.
+pub const PORT: u16 = 4001;
+
+/// The WebSocket port is `DUSK_RELAY_PORT + WS_PORT_OFFSET` (4001 -> 14001). An offset
+/// instead of a fixed port so that two relays started with different `DUSK_RELAY_PORT`
+/// values on one host (4001 and 4002, say) do not collide on their WS/WSS ports.
+pub const WS_PORT_OFFSET: u16 = 10_000;
+
+/// The secure WebSocket port is `DUSK_RELAY_PORT + WSS_PORT_OFFSET` (4001 -> 24001).
+/// Deployments publish it on 443 (see DOCKER.md).
+pub const WSS_PORT_OFFSET: u16 = 20_000;
+
+/// IPv4 and IPv6 wildcards; IPv6 is skipped with a warning where the host has none.
+pub const LISTEN_IPS: &str = "0.0.0.0,::";
+
+/// `DUSK_MAX_CONNECTIONS` of the original relay: established connections, all peers.
+pub const MAX_CONNECTIONS: u32 = 10_000;
+
+/// A dusk client holds one connection per transport it uses; 8 leaves room for
+/// reconnects overlapping the old connection without letting one peer hog slots.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 8;
+
+/// Handshakes in flight. Bounds the memory a flood of half-open connections can take.
+pub const MAX_PENDING_INCOMING: u32 = 1_024;
+
+/// Close connections that carry no reservation, circuit or open stream after this.
+/// The dusk client pings every 30 s and keeps its own 300 s idle timeout; a rendezvous-only
+/// connection has nothing to do once its request is answered.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whole transport upgrade (TCP/WS/TLS + noise + yamux) must finish within this.
+pub const CONNECTION_UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Reservation slots for the whole relay (libp2p: 128). One per dusk user, with headroom
+/// for thousands of users on one relay.
+pub const MAX_RESERVATIONS: usize = 10_000;
+
+/// Reservations per peer (libp2p's 4): one per connection the peer reserves on, renewals
+/// replace rather than add.
+pub const MAX_RESERVATIONS_PER_PEER: usize = 4;
+
+/// How long a reservation lasts before the client must renew it (libp2p's default; the
+/// rust and js clients renew on their own before it ends).
+pub const RESERVATION_DURATION: Duration = Duration::from_secs(60 * 60);
+
+/// Circuits for the whole relay (libp2p: 16, which would stop dusk at 16 chats).
+pub const MAX_CIRCUITS: usize = 10_000;
+
+/// Circuits per peer, counted as source or destination (libp2p: 4). A dusk user talks to
+/// every peer of their communities over its own circuit, so this is the number of peers
+/// one user can chat with at once.
+pub const MAX_CIRCUITS_PER_PEER: usize = 256;
+
+/// A circuit lives at most this long (libp2p: 2 min). The relayed connection is the chat
+/// path, so 24 h; clients re-dial after that. 0 in config means "no time limit".
+pub const MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Bytes per circuit, both directions together (libp2p: 128 KiB). 0 = no limit: chat,
+/// files and history sync all go through the circuit. Abuse is bounded by connection caps.
+pub const MAX_CIRCUIT_BYTES: u64 = 0;
+
+/// Reservation requests per peer per minute (libp2p: 30 per 2 min). A client that restarts
+/// or re-dials in a loop must not lock itself out.
+pub const RESERVATION_RATE_PER_PEER: u32 = 60;
+
+/// Reservation requests per source IP per minute (libp2p: 60). Many users share one IP
+/// behind a carrier-grade or office NAT.
+pub const RESERVATION_RATE_PER_IP: u32 = 600;
+
+/// Circuit requests a peer may start per minute (libp2p: 30 per 2 min). Opening a
+/// community dials every member at once.
+pub const CIRCUIT_RATE_PER_PEER: u32 = 300;
+
+/// Circuit requests per source IP per minute (libp2p: 60), NAT-shared like reservations.
+pub const CIRCUIT_RATE_PER_IP: u32 = 1_200;
+
+/// Shortest registration TTL a client may ask for (libp2p: 2 h). The dusk client
+/// re-registers every 120 s, so short TTLs are legitimate and keep stale entries few.
+pub const RENDEZVOUS_MIN_TTL_SECS: u64 = 60;
+
+/// Longest registration TTL (libp2p's 72 h).
+pub const RENDEZVOUS_MAX_TTL_SECS: u64 = 72 * 60 * 60;
+
+/// Registrations per peer (libp2p: 32). A dusk user registers `dusk/peers`,
+/// `dusk/peer/<id>` and one namespace per community.
+pub const RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER: usize = 128;
+
+/// Registrations for the whole relay (libp2p: 10,000): a few per user for thousands of
+/// users. Each holds a signed record of well under 1 KiB.
+pub const RENDEZVOUS_MAX_REGISTRATIONS: usize = 50_000;
+
+/// identify protocol version announced by the relay.
+pub const IDENTIFY_PROTOCOL: &str = "/dusk/relay/1.0.0";
+
+/// File name of the keypair inside the data directory, and the fallback in the working
+/// directory when there is none (both the original relay's paths).
+pub const KEYPAIR_DIR: &str = "dusk-relay";
+pub const KEYPAIR_FILE: &str = "keypair";
+pub const KEYPAIR_FALLBACK: &str = "relay_keypair";
+
+/// Self-signed WSS certificate and key, written beside the keypair when no
+/// certificate is configured.
+pub const DEV_CERT_FILE: &str = "wss-cert.pem";
+pub const DEV_KEY_FILE: &str = "wss-key.pem";
+
+/// The agent version the relay announces over identify.
+pub fn agent_version() -> String {
+    format!("dusk-relay/{}", env!("CARGO_PKG_VERSION"))
+}

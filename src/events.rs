@@ -1,0 +1,282 @@
+//! Swarm events into the seed's log lines, the relay's running counts, and
+//! [`RelayEvent`]s for observers (tests, later metrics).
+//!
+//! Privacy: nothing logged at `info` links a peer id to an IP address. Remote addresses
+//! appear only at `debug`.
+
+use std::collections::HashSet;
+
+use libp2p::swarm::{ListenError, SwarmEvent};
+use libp2p::{connection_limits, multiaddr::Protocol, relay, rendezvous, Multiaddr, PeerId, Swarm};
+use tokio::sync::broadcast;
+use tracing::{debug, info, warn};
+
+use crate::behaviour::{Behaviour, BehaviourEvent};
+
+/// What the relay did, for observers. Carries no addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    ReservationAccepted { peer: PeerId, renewed: bool },
+    ReservationDenied { peer: PeerId },
+    ReservationEnded { peer: PeerId },
+    CircuitOpened { src: PeerId, dst: PeerId },
+    CircuitDenied { src: PeerId, dst: PeerId },
+    CircuitClosed { src: PeerId, dst: PeerId },
+    Registered { peer: PeerId, namespace: String },
+    RegistrationRefused { peer: PeerId, namespace: String },
+    Unregistered { peer: PeerId, namespace: String },
+    RegistrationExpired { peer: PeerId, namespace: String },
+    ConnectionRefused,
+}
+
+/// The relay's running state, derived from events.
+pub struct EventHandler {
+    local_peer_id: PeerId,
+    /// No external address configured: advertise our own listen addresses.
+    advertise_listen_addrs: bool,
+    max_connections: u32,
+    /// Peers holding a reservation. libp2p's events carry no connection id, so a peer
+    /// reserving on two connections counts once.
+    reservations: HashSet<PeerId>,
+    circuits: usize,
+    registrations: HashSet<(PeerId, String)>,
+    observers: broadcast::Sender<RelayEvent>,
+}
+
+impl EventHandler {
+    pub fn new(
+        local_peer_id: PeerId,
+        advertise_listen_addrs: bool,
+        max_connections: u32,
+        observers: broadcast::Sender<RelayEvent>,
+    ) -> Self {
+        EventHandler {
+            local_peer_id,
+            advertise_listen_addrs,
+            max_connections,
+            reservations: HashSet::new(),
+            circuits: 0,
+            registrations: HashSet::new(),
+            observers,
+        }
+    }
+
+    fn emit(&self, event: RelayEvent) {
+        // No subscriber is the normal case outside tests.
+        let _ = self.observers.send(event);
+    }
+
+    /// The full address a client dials: the listen or external address with our peer id.
+    pub fn full_address(&self, addr: &Multiaddr) -> Multiaddr {
+        match addr.iter().last() {
+            Some(Protocol::P2p(_)) => addr.clone(),
+            _ => addr.clone().with(Protocol::P2p(self.local_peer_id)),
+        }
+    }
+
+    pub fn handle(&mut self, swarm: &mut Swarm<Behaviour>, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!("relay address: {}", self.full_address(&address));
+                if self.advertise_listen_addrs {
+                    swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                info!("relay address gone: {}", self.full_address(&address));
+                if self.advertise_listen_addrs {
+                    swarm.remove_external_address(&address);
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => match reason {
+                Ok(()) => debug!(?addresses, "listener closed"),
+                Err(error) => warn!(?addresses, %error, "listener closed with an error"),
+            },
+            SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let total = swarm.network_info().connection_counters().num_established();
+                info!("peer connected: {peer_id} (total connections: {total})");
+                debug!(peer = %peer_id, remote = %endpoint.get_remote_address(), "connection established");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                let total = swarm.network_info().connection_counters().num_established();
+                info!("peer disconnected: {peer_id} (total connections: {total})");
+                debug!(peer = %peer_id, cause = ?cause, "connection closed");
+            }
+            SwarmEvent::IncomingConnectionError {
+                error,
+                send_back_addr,
+                ..
+            } => self.on_incoming_error(error, &send_back_addr),
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                debug!(%address, "external address confirmed")
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.on_relay(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => self.on_rendezvous(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) => debug!(peer = %peer_id, agent = %info.agent_version, "identified"),
+            other => tracing::trace!(event = ?other, "swarm event"),
+        }
+    }
+
+    fn on_incoming_error(&mut self, error: ListenError, send_back_addr: &Multiaddr) {
+        if let ListenError::Denied { cause } = &error {
+            if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
+                warn!(
+                    "connection refused: {exceeded} (DUSK_MAX_CONNECTIONS={}, \
+                     DUSK_RELAY_MAX_CONNECTIONS_PER_PEER, DUSK_RELAY_MAX_PENDING_INCOMING)",
+                    self.max_connections
+                );
+                debug!(remote = %send_back_addr, "refused connection");
+                self.emit(RelayEvent::ConnectionRefused);
+                return;
+            }
+        }
+        debug!(remote = %send_back_addr, %error, "incoming connection failed");
+    }
+
+    fn on_relay(&mut self, event: relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted {
+                src_peer_id,
+                renewed,
+            } => {
+                if self.reservations.insert(src_peer_id) {
+                    info!(
+                        "relay reservation accepted for peer {src_peer_id} (total: {})",
+                        self.reservations.len()
+                    );
+                } else {
+                    debug!(peer = %src_peer_id, renewed, "relay reservation renewed");
+                }
+                self.emit(RelayEvent::ReservationAccepted {
+                    peer: src_peer_id,
+                    renewed,
+                });
+            }
+            relay::Event::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => {
+                info!("relay reservation denied for peer {src_peer_id}: {status:?}");
+                self.emit(RelayEvent::ReservationDenied { peer: src_peer_id });
+            }
+            relay::Event::ReservationTimedOut { src_peer_id }
+            | relay::Event::ReservationClosed { src_peer_id } => {
+                // ReservationClosed fires on every connection close of a tracked peer,
+                // reservation or not: only count the ones we saw accepted.
+                if self.reservations.remove(&src_peer_id) {
+                    info!(
+                        "relay reservation ended for peer {src_peer_id} (total: {})",
+                        self.reservations.len()
+                    );
+                    self.emit(RelayEvent::ReservationEnded { peer: src_peer_id });
+                }
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => {
+                self.circuits += 1;
+                info!("circuit opened: {src_peer_id} -> {dst_peer_id} (through relay)");
+                self.emit(RelayEvent::CircuitOpened {
+                    src: src_peer_id,
+                    dst: dst_peer_id,
+                });
+            }
+            relay::Event::CircuitReqDenied {
+                src_peer_id,
+                dst_peer_id,
+                status,
+            } => {
+                info!("circuit denied: {src_peer_id} -> {dst_peer_id}: {status:?}");
+                self.emit(RelayEvent::CircuitDenied {
+                    src: src_peer_id,
+                    dst: dst_peer_id,
+                });
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            } => {
+                self.circuits = self.circuits.saturating_sub(1);
+                info!(
+                    "circuit closed: {src_peer_id} -> {dst_peer_id} (active circuits: {})",
+                    self.circuits
+                );
+                if let Some(error) = error {
+                    debug!(%error, "circuit closed with an error");
+                }
+                self.emit(RelayEvent::CircuitClosed {
+                    src: src_peer_id,
+                    dst: dst_peer_id,
+                });
+            }
+            relay::Event::StatusChanged { status } => {
+                info!("relay protocol (HOP) status: {status:?}")
+            }
+            #[allow(deprecated)]
+            other => debug!(event = ?other, "relay event"),
+        }
+    }
+
+    fn on_rendezvous(&mut self, event: rendezvous::server::Event) {
+        use rendezvous::server::Event;
+        match event {
+            Event::PeerRegistered { peer, registration } => {
+                let namespace = registration.namespace.to_string();
+                self.registrations.insert((peer, namespace.clone()));
+                info!(
+                    "rendezvous registration accepted for peer {peer} (ttl {}s, total registrations: {})",
+                    registration.ttl,
+                    self.registrations.len()
+                );
+                // Namespaces name communities: membership stays out of info logs.
+                debug!(%peer, %namespace, "registered");
+                self.emit(RelayEvent::Registered { peer, namespace });
+            }
+            Event::PeerNotRegistered {
+                peer,
+                namespace,
+                error,
+            } => {
+                info!("rendezvous registration refused for peer {peer}: {error:?}");
+                self.emit(RelayEvent::RegistrationRefused {
+                    peer,
+                    namespace: namespace.to_string(),
+                });
+            }
+            Event::PeerUnregistered { peer, namespace } => {
+                let namespace = namespace.to_string();
+                self.registrations.remove(&(peer, namespace.clone()));
+                info!(
+                    "rendezvous unregistration for peer {peer} (total registrations: {})",
+                    self.registrations.len()
+                );
+                self.emit(RelayEvent::Unregistered { peer, namespace });
+            }
+            Event::RegistrationExpired(registration) => {
+                let peer = registration.record.peer_id();
+                let namespace = registration.namespace.to_string();
+                self.registrations.remove(&(peer, namespace.clone()));
+                debug!(%peer, "rendezvous registration expired");
+                self.emit(RelayEvent::RegistrationExpired { peer, namespace });
+            }
+            Event::DiscoverServed {
+                enquirer,
+                registrations,
+            } => {
+                debug!(peer = %enquirer, found = registrations.len(), "rendezvous discover served")
+            }
+            Event::DiscoverNotServed { enquirer, error } => {
+                debug!(peer = %enquirer, ?error, "rendezvous discover refused")
+            }
+        }
+    }
+}

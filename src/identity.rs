@@ -1,0 +1,80 @@
+//! The relay's identity: an ed25519 keypair that persists across restarts so the
+//! peer id dusk clients pin never changes.
+//!
+//! The file holds the raw `Keypair::to_protobuf_encoding()` bytes (68 bytes for ed25519),
+//! exactly what the original dusk relay wrote, so an existing relay keeps its peer id.
+//! A file that exists but does not decode is never replaced: losing it would change the
+//! peer id every client has configured.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use libp2p::identity::Keypair;
+
+use crate::fsutil;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cannot read keypair {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "keypair file {path} exists but is not a valid libp2p keypair ({reason}); it was left untouched. \
+         Restore it from a backup, or delete it to give the relay a new peer id (clients must then be reconfigured)"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot create keypair {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// Whether [`load_or_create`] found an existing identity or made a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Loaded,
+    Created,
+}
+
+/// Loads the keypair at `path`, or creates a new ed25519 keypair there if no file exists.
+pub fn load_or_create(path: &Path) -> Result<(Keypair, Origin), IdentityError> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let keypair =
+                Keypair::from_protobuf_encoding(&bytes).map_err(|e| IdentityError::Corrupt {
+                    path: path.to_owned(),
+                    reason: format!("{} bytes, {e}", bytes.len()),
+                })?;
+            fsutil::warn_if_readable_by_others(path);
+            Ok((keypair, Origin::Loaded))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let keypair = Keypair::generate_ed25519();
+            let bytes = keypair
+                .to_protobuf_encoding()
+                .map_err(|e| IdentityError::Write {
+                    path: path.to_owned(),
+                    source: io::Error::other(e),
+                })?;
+            match fsutil::write_new_private(path, &bytes) {
+                Ok(()) => Ok((keypair, Origin::Created)),
+                // Another process created it between our read and our write: use theirs.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => load_or_create(path),
+                Err(source) => Err(IdentityError::Write {
+                    path: path.to_owned(),
+                    source,
+                }),
+            }
+        }
+        Err(source) => Err(IdentityError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes the keypair the way the original relay did (for tests and migrations).
+pub fn write_original_format(path: &Path, keypair: &Keypair) -> io::Result<()> {
+    let bytes = keypair.to_protobuf_encoding().map_err(io::Error::other)?;
+    let mut file = fs::File::create(path)?;
+    file.write_all(&bytes)?;
+    file.sync_all()
+}

@@ -1,0 +1,20 @@
+//! dusk-relay: the edge relay of the dusk peer-to-peer chat network.
+//!
+//! One libp2p swarm serves circuit relay v2 and rendezvous over TCP, QUIC v1, WebSocket
+//! and secure WebSocket, so dusk peers reach each other without learning each other's
+//! IP address. The binary (`src/main.rs`) only reads the environment and runs a
+//! [`Relay`]; everything else, including what tests need, is here.
+
+pub mod behaviour;
+pub mod config;
+pub mod defaults;
+pub mod events;
+mod fsutil;
+pub mod identity;
+pub mod relay;
+pub mod tls;
+pub mod transport;
+
+pub use config::Config;
+pub use events::RelayEvent;
+pub use relay::{Relay, RelayError, RelayHandle};

@@ -1,0 +1,336 @@
+//! The running relay: identity, certificate, swarm, listeners and the event loop.
+//!
+//! [`Relay::bind`] does everything that can fail (keypair, certificate, binding every
+//! listener) and returns once all listeners are up, so a caller knows the relay is
+//! reachable; [`Relay::run`] then serves until its shutdown future completes.
+
+use std::future::Future;
+use std::net::IpAddr;
+
+use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, TransportError};
+use rustls_pki_types::CertificateDer;
+use tokio::sync::{broadcast, oneshot};
+use tracing::{info, warn};
+
+use crate::behaviour::Behaviour;
+use crate::config::Config;
+use crate::events::{EventHandler, RelayEvent};
+use crate::identity::{self, IdentityError, Origin};
+use crate::tls::{self, TlsError};
+use crate::{defaults, transport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot set up the transport: {0}")]
+    Transport(String),
+    #[error(
+        "cannot listen on {addr}: {reason}. If the port is in use, find the other process \
+         (lsof -i :{port}) or choose another port ({var})"
+    )]
+    Listen {
+        addr: Multiaddr,
+        port: u16,
+        var: &'static str,
+        reason: String,
+    },
+    #[error("listener on {addr} failed while starting: {reason}")]
+    ListenerFailed { addr: Multiaddr, reason: String },
+}
+
+/// Which listener an address belongs to; names the variable that sets its port.
+#[derive(Debug, Clone, Copy)]
+enum Listener {
+    Tcp,
+    Quic,
+    Ws,
+    Wss,
+}
+
+impl Listener {
+    fn port_var(self) -> &'static str {
+        match self {
+            Listener::Tcp | Listener::Quic => "DUSK_RELAY_PORT",
+            Listener::Ws => "DUSK_RELAY_WS_PORT",
+            Listener::Wss => "DUSK_RELAY_WSS_PORT",
+        }
+    }
+
+    fn address(self, ip: IpAddr, port: u16) -> Multiaddr {
+        let addr = Multiaddr::from(ip);
+        match self {
+            Listener::Tcp => addr.with(Protocol::Tcp(port)),
+            Listener::Quic => addr.with(Protocol::Udp(port)).with(Protocol::QuicV1),
+            Listener::Ws => addr
+                .with(Protocol::Tcp(port))
+                .with(Protocol::Ws("/".into())),
+            Listener::Wss => addr
+                .with(Protocol::Tcp(port))
+                .with(Protocol::Tls)
+                .with(Protocol::Ws("/".into())),
+        }
+    }
+}
+
+/// A relay whose listeners are all up, ready to [`run`](Relay::run).
+pub struct Relay {
+    swarm: Swarm<Behaviour>,
+    events: EventHandler,
+    listen_addrs: Vec<Multiaddr>,
+    observers: broadcast::Sender<RelayEvent>,
+    certificate_chain: Vec<CertificateDer<'static>>,
+}
+
+impl Relay {
+    /// Loads (or creates) the identity and WSS certificate, builds the swarm and binds
+    /// every configured listener. Returns when every listener has reported its address.
+    pub async fn bind(config: Config) -> Result<Relay, RelayError> {
+        let (keypair, origin) = identity::load_or_create(&config.keypair_path)?;
+        let peer_id = keypair.public().to_peer_id();
+        info!("peer id: {peer_id}");
+        match origin {
+            Origin::Loaded => info!(path = %config.keypair_path.display(), "loaded relay identity"),
+            Origin::Created => {
+                info!(path = %config.keypair_path.display(), "created a new relay identity")
+            }
+        }
+
+        let tls = match config.wss_port {
+            Some(_) => Some(tls::load_or_generate(&config)?),
+            None => None,
+        };
+        if let Some(tls) = &tls {
+            if tls.self_signed {
+                warn!(
+                    cert = %tls.cert_path.display(),
+                    "WSS uses a self-signed certificate that browsers will not trust; \
+                     set DUSK_RELAY_TLS_CERT and DUSK_RELAY_TLS_KEY for public use"
+                );
+            }
+        }
+        let tls_server_config = tls.as_ref().map(|t| t.websocket_config()).transpose()?;
+        let certificate_chain = tls.map(|t| t.certs).unwrap_or_default();
+
+        let transport = transport::build(
+            &keypair,
+            tls_server_config,
+            defaults::CONNECTION_UPGRADE_TIMEOUT,
+        )
+        .map_err(|e| RelayError::Transport(e.to_string()))?;
+        let behaviour = Behaviour::new(&keypair, &config);
+        let idle_timeout = config.idle_connection_timeout;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_other_transport(|_| transport)
+            .map_err(|e| RelayError::Transport(e.to_string()))?
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| RelayError::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
+            .build();
+
+        let (observers, _) = broadcast::channel(1024);
+        let advertise_listen_addrs = config.external_addrs.is_empty();
+        let mut events = EventHandler::new(
+            peer_id,
+            advertise_listen_addrs,
+            config.connection_limits.max_established,
+            observers.clone(),
+        );
+
+        for addr in &config.external_addrs {
+            swarm.add_external_address(addr.clone());
+            info!("relay address: {} (announced)", events.full_address(addr));
+        }
+        if advertise_listen_addrs {
+            warn!(
+                "DUSK_RELAY_EXTERNAL_ADDR is not set: reservations carry this host's own \
+                 listen addresses, which only works for local clients; public deployments \
+                 must set it to the relay's public multiaddrs"
+            );
+        }
+
+        let mut pending = Vec::new();
+        for (listener, port) in [
+            (Listener::Tcp, Some(config.port)),
+            (Listener::Quic, Some(config.port)),
+            (Listener::Ws, config.ws_port),
+            (Listener::Wss, config.wss_port),
+        ] {
+            let Some(port) = port else { continue };
+            for &ip in &config.listen_ips {
+                let addr = listener.address(ip, port);
+                match swarm.listen_on(addr.clone()) {
+                    Ok(id) => pending.push((id, addr)),
+                    Err(error) if ip.is_ipv6() && ipv6_unavailable(&error) => {
+                        warn!(%addr, %error, "IPv6 is not available on this host; listening on IPv4 only");
+                    }
+                    Err(error) => {
+                        return Err(RelayError::Listen {
+                            addr,
+                            port,
+                            var: listener.port_var(),
+                            reason: error.to_string(),
+                        })
+                    }
+                }
+            }
+        }
+
+        let mut listen_addrs = Vec::new();
+        while !pending.is_empty() {
+            let event = swarm.select_next_some().await;
+            match &event {
+                SwarmEvent::NewListenAddr {
+                    listener_id,
+                    address,
+                } => {
+                    listen_addrs.push(address.clone());
+                    pending.retain(|(id, _)| id != listener_id);
+                }
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason,
+                    ..
+                } => {
+                    if let Some(addr) = take_listener(&mut pending, *listener_id) {
+                        let reason = match reason {
+                            Ok(()) => "closed".to_owned(),
+                            Err(e) => e.to_string(),
+                        };
+                        return Err(RelayError::ListenerFailed { addr, reason });
+                    }
+                }
+                _ => {}
+            }
+            events.handle(&mut swarm, event);
+        }
+        info!("dusk relay ready: {} listen addresses", listen_addrs.len());
+
+        Ok(Relay {
+            swarm,
+            events,
+            listen_addrs,
+            observers,
+            certificate_chain,
+        })
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// The addresses the listeners reported while starting (without `/p2p/`).
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// The WSS certificate chain (DER), empty when WSS is disabled.
+    pub fn certificate_chain(&self) -> &[CertificateDer<'static>] {
+        &self.certificate_chain
+    }
+
+    /// Events for observers; each subscriber sees what happens after it subscribed.
+    pub fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
+        self.observers.subscribe()
+    }
+
+    /// Serves until `shutdown` completes, then closes every listener and connection.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.events.handle(&mut self.swarm, event),
+                () = &mut shutdown => break,
+            }
+        }
+        let open = self
+            .swarm
+            .network_info()
+            .connection_counters()
+            .num_established();
+        info!("dusk relay stopping; closing {open} connections");
+        // Dropping the swarm closes listeners and connections.
+    }
+
+    /// Runs the relay on its own task; the handle stops it. For tests and embedders.
+    pub fn spawn(self) -> RelayHandle {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let peer_id = self.peer_id();
+        let listen_addrs = self.listen_addrs.clone();
+        let certificate_chain = self.certificate_chain.clone();
+        let observers = self.observers.clone();
+        let task = tokio::spawn(self.run(async move {
+            let _ = stopped.await;
+        }));
+        RelayHandle {
+            peer_id,
+            listen_addrs,
+            certificate_chain,
+            observers,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+fn take_listener(pending: &mut Vec<(ListenerId, Multiaddr)>, id: ListenerId) -> Option<Multiaddr> {
+    let index = pending
+        .iter()
+        .position(|(pending_id, _)| *pending_id == id)?;
+    Some(pending.swap_remove(index).1)
+}
+
+/// Binding `::` on a host without IPv6 fails with one of these.
+fn ipv6_unavailable(error: &TransportError<std::io::Error>) -> bool {
+    use std::io::ErrorKind;
+    match error {
+        TransportError::Other(e) => {
+            matches!(
+                e.kind(),
+                ErrorKind::AddrNotAvailable | ErrorKind::Unsupported
+            ) || e.raw_os_error() == Some(97) // EAFNOSUPPORT
+        }
+        TransportError::MultiaddrNotSupported(_) => false,
+    }
+}
+
+/// A relay running on its own task. Dropping the handle stops the relay.
+pub struct RelayHandle {
+    pub peer_id: PeerId,
+    pub listen_addrs: Vec<Multiaddr>,
+    pub certificate_chain: Vec<CertificateDer<'static>>,
+    observers: broadcast::Sender<RelayEvent>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RelayHandle {
+    pub fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
+        self.observers.subscribe()
+    }
+
+    /// Stops the relay and waits until its listeners and connections are closed.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Certificates for the WSS listener: PEM files from configured paths, or a self-signed
+//! development certificate generated with rcgen and kept beside the keypair.
+//!
+//! Everything is validated here because libp2p-websocket panics on a malformed key. A
+//! bad file stops the relay with an error naming it; an existing file is never replaced.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use libp2p::multiaddr::Protocol;
+use libp2p::websocket;
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+use crate::defaults;
+use crate::fsutil;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read WSS certificate file {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("WSS certificate file {path} is not usable: {reason}")]
+    Malformed { path: PathBuf, reason: String },
+    #[error(
+        "WSS certificate {cert} and key {key} do not work together ({reason}); check that the key belongs to the certificate"
+    )]
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "found the self-signed WSS certificate {cert} but not its key {key}; restore the key, or delete the certificate to generate a new pair"
+    )]
+    OrphanDevCert { cert: PathBuf, key: PathBuf },
+    #[error("cannot generate a self-signed WSS certificate: {0}")]
+    Generate(String),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// A certificate chain and its private key, parsed and checked.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// True when generated for development: browsers will not trust it.
+    pub self_signed: bool,
+}
+
+impl TlsMaterial {
+    /// The TLS server configuration of the WSS listener.
+    pub fn websocket_config(&self) -> Result<websocket::tls::Config, TlsError> {
+        let der = self.key.secret_der().to_vec();
+        // `PrivateKey::new` panics where this fails; check first.
+        PrivateKeyDer::try_from(der.clone())
+            .map_err(|e| malformed(&self.key_path, e.to_string()))?;
+        let key = websocket::tls::PrivateKey::new(der);
+        let certs = self
+            .certs
+            .iter()
+            .map(|c| websocket::tls::Certificate::new(c.to_vec()));
+        websocket::tls::Config::new(key, certs).map_err(|e| TlsError::Mismatch {
+            cert: self.cert_path.clone(),
+            key: self.key_path.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Loads the configured certificate, or loads/creates the self-signed development one.
+pub fn load_or_generate(config: &Config) -> Result<TlsMaterial, TlsError> {
+    if let Some((cert, key)) = &config.tls.cert_and_key {
+        return load(cert, key, false);
+    }
+    let dir = match config.keypair_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let cert_path = dir.join(defaults::DEV_CERT_FILE);
+    let key_path = dir.join(defaults::DEV_KEY_FILE);
+    match (cert_path.exists(), key_path.exists()) {
+        (true, true) => {}
+        (true, false) => {
+            return Err(TlsError::OrphanDevCert {
+                cert: cert_path,
+                key: key_path,
+            })
+        }
+        (false, key_exists) => {
+            let names = self_signed_names(config);
+            generate(&cert_path, &key_path, key_exists, names)?;
+        }
+    }
+    load(&cert_path, &key_path, true)
+}
+
+/// Reads and validates a PEM certificate chain and PEM private key.
+pub fn load(cert_path: &Path, key_path: &Path, self_signed: bool) -> Result<TlsMaterial, TlsError> {
+    let cert_pem = read(cert_path)?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, pem::Error>>()
+        .map_err(|e| malformed(cert_path, format!("invalid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(malformed(
+            cert_path,
+            "no PEM CERTIFICATE block found".into(),
+        ));
+    }
+    let key_pem = read(key_path)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        malformed(
+            key_path,
+            format!("no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
+        )
+    })?;
+    fsutil::warn_if_readable_by_others(key_path);
+    let material = TlsMaterial {
+        cert_path: cert_path.to_owned(),
+        key_path: key_path.to_owned(),
+        certs,
+        key,
+        self_signed,
+    };
+    // Builds the rustls server config once: a key that does not parse or does not match
+    // the certificate fails here, at start, not on the first WSS handshake.
+    material.websocket_config()?;
+    Ok(material)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn malformed(path: &Path, reason: String) -> TlsError {
+    TlsError::Malformed {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// `localhost`, the loopback IPs, the configured hostnames and every DNS name or IP of
+/// the external addresses.
+pub fn self_signed_names(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    names.extend(config.tls.hostnames.iter().cloned());
+    for addr in &config.external_addrs {
+        for protocol in addr.iter() {
+            let name = match protocol {
+                Protocol::Dns(n) | Protocol::Dns4(n) | Protocol::Dns6(n) => n.to_string(),
+                Protocol::Ip4(ip) => ip.to_string(),
+                Protocol::Ip6(ip) => ip.to_string(),
+                _ => continue,
+            };
+            names.push(name);
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Writes a self-signed certificate for `names`, reusing the key at `key_path` if it
+/// exists (so a lost certificate is remade without replacing anything).
+fn generate(
+    cert_path: &Path,
+    key_path: &Path,
+    key_exists: bool,
+    names: Vec<String>,
+) -> Result<(), TlsError> {
+    let key_pair = if key_exists {
+        let pem = String::from_utf8(read(key_path)?)
+            .map_err(|_| malformed(key_path, "not a PEM text file".into()))?;
+        rcgen::KeyPair::from_pem(&pem).map_err(|e| malformed(key_path, e.to_string()))?
+    } else {
+        let key_pair = rcgen::KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+        write(key_path, key_pair.serialize_pem().as_bytes())?;
+        key_pair
+    };
+    let mut params = rcgen::CertificateParams::new(names.clone())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dusk-relay self-signed");
+    let cert = params
+        .self_signed(&key_pair)
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    write(cert_path, cert.pem().as_bytes())?;
+    tracing::info!(cert = %cert_path.display(), names = ?names, "generated a self-signed WSS certificate");
+    Ok(())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    fsutil::write_new_private(path, bytes).map_err(|source| TlsError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,61 @@
+//! TCP, QUIC v1, WebSocket and secure WebSocket in one transport. TCP and (secure)
+//! WebSocket are upgraded with noise + yamux; QUIC brings its own TLS 1.3 and streams.
+//!
+//! Built by hand rather than with `SwarmBuilder::with_websocket`, which has no TLS
+//! server configuration and so cannot listen on `/tls/ws`.
+//!
+//! The relay only accepts connections and never dials by name, so it has no DNS
+//! transport (which would also need a resolv.conf in minimal containers). Clients that
+//! dial `/dns4/…` addresses wrap this transport with `libp2p::dns`.
+
+use std::time::Duration;
+
+use futures::future::Either;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, OrTransport};
+use libp2p::core::upgrade::Version;
+use libp2p::identity::Keypair;
+use libp2p::{noise, quic, tcp, websocket, yamux, PeerId, Transport};
+
+/// The transport every listener of the relay runs on, and that test clients dial with.
+/// `tls` is the server config for WSS listeners (relay) or the trust anchors for
+/// dialing WSS (clients); `None` leaves WSS with the public web PKI roots only.
+pub fn build(
+    keypair: &Keypair,
+    tls: Option<websocket::tls::Config>,
+    upgrade_timeout: Duration,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let tcp = tcp::tokio::Transport::new(tcp_config())
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(keypair)?)
+        .multiplex(yamux::Config::default())
+        .timeout(upgrade_timeout);
+
+    let mut ws = websocket::Config::new(tcp::tokio::Transport::new(tcp_config()));
+    if let Some(tls) = tls {
+        ws.set_tls_config(tls);
+    }
+    let ws = ws
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(keypair)?)
+        .multiplex(yamux::Config::default())
+        .timeout(upgrade_timeout);
+
+    let quic = quic::tokio::Transport::new(quic::Config::new(keypair));
+
+    // WebSocket before plain TCP: each refuses the other's addresses, but the order
+    // makes the intent plain.
+    let transport = OrTransport::new(quic, OrTransport::new(ws, tcp))
+        .map(|output, _| match output {
+            Either::Left((peer, conn)) => (peer, StreamMuxerBox::new(conn)),
+            Either::Right(Either::Left((peer, muxer))) => (peer, StreamMuxerBox::new(muxer)),
+            Either::Right(Either::Right((peer, muxer))) => (peer, StreamMuxerBox::new(muxer)),
+        })
+        .boxed();
+    Ok(transport)
+}
+
+fn tcp_config() -> tcp::Config {
+    // Chat messages are small and latency-sensitive: no Nagle delay.
+    tcp::Config::default().nodelay(true)
+}
