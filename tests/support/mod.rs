@@ -243,16 +243,19 @@ impl Client {
     }
 
     /// The next event `f` maps to `Some`; panics on timeout.
-    pub async fn next<T>(&mut self, what: &str, mut f: impl FnMut(SwarmEvent<ClientBehaviourEvent>) -> Option<T>) -> T {
-        within(EVENT_TIMEOUT, what, async {
-            loop {
-                let event = self.events.recv().await.expect("client task alive");
-                if let Some(found) = f(event) {
-                    return found;
-                }
+    pub async fn next<T>(&mut self, what: &str, f: impl FnMut(SwarmEvent<ClientBehaviourEvent>) -> Option<T>) -> T {
+        within(EVENT_TIMEOUT, what, self.next_unbounded(f)).await
+    }
+
+    /// The next event `f` maps to `Some`, however long it takes (for use in a `select!`
+    /// that bounds it).
+    pub async fn next_unbounded<T>(&mut self, mut f: impl FnMut(SwarmEvent<ClientBehaviourEvent>) -> Option<T>) -> T {
+        loop {
+            let event = self.events.recv().await.expect("client task alive");
+            if let Some(found) = f(event) {
+                return found;
             }
-        })
-        .await
+        }
     }
 
     /// Connects to the relay directly.
