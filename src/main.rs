@@ -20,7 +20,8 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e:#}");
+            // Library errors already name their cause; `{:#}` would repeat it.
+            error!("{e}");
             ExitCode::FAILURE
         }
     }

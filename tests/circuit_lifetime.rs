@@ -5,6 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use dusk_relay::RelayEvent;
 use libp2p::swarm::SwarmEvent;
 use support::*;
 
@@ -21,11 +22,17 @@ async fn circuit_outlives_two_minutes_with_traffic() {
     b.connect(&relay.addr(Transport::Tcp)).await;
     b.dial_through(&relay.addr(Transport::Tcp), a.peer_id).await;
     let opened = Instant::now();
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::CircuitOpened { .. }).then_some(())
+    })
+    .await;
     // More than libp2p's default 128 KiB circuit byte limit, straight away.
     exchange_both_ways(&mut b, &mut a, 1024 * 1024).await;
 
     // Wait past the default limit; any circuit or connection closing meanwhile fails.
-    let deadline = tokio::time::Instant::from_std(opened + LIBP2P_DEFAULT_CIRCUIT_DURATION + Duration::from_secs(10));
+    let deadline = tokio::time::Instant::from_std(
+        opened + LIBP2P_DEFAULT_CIRCUIT_DURATION + Duration::from_secs(10),
+    );
     let a_id = a.peer_id;
     // Ping and identify traffic of both clients flows meanwhile; the relay must not
     // report the circuit or any connection as closed.
@@ -47,5 +54,8 @@ async fn circuit_outlives_two_minutes_with_traffic() {
     let connected = b.call(move |s| s.is_connected(&a_id)).await;
     assert!(connected, "B is no longer connected to A");
     exchange_both_ways(&mut b, &mut a, 8 * 1024 * 1024).await;
-    assert!(events.try_recv().is_err(), "no circuit opened or closed since the first");
+    assert!(
+        events.try_recv().is_err(),
+        "no circuit opened or closed since the first"
+    );
 }

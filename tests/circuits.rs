@@ -21,8 +21,14 @@ async fn relay_8_mib(a_via: Transport, b_via: Transport) {
     let limit = a.reserve(&relay.addr(a_via)).await;
     // dusk's relay is the only path: no byte cap, a day or more per circuit.
     if let Some(limit) = limit {
-        assert!(limit.data_in_bytes.unwrap_or(0) == 0, "byte limit {limit:?}");
-        assert!(limit.duration.unwrap_or(Duration::MAX) >= Duration::from_secs(24 * 3600), "{limit:?}");
+        assert!(
+            limit.data_in_bytes.unwrap_or(0) == 0,
+            "byte limit {limit:?}"
+        );
+        assert!(
+            limit.duration.unwrap_or(Duration::MAX) >= Duration::from_secs(24 * 3600),
+            "{limit:?}"
+        );
     }
 
     b.connect(&relay.addr(b_via)).await;

@@ -26,10 +26,15 @@ async fn identity_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let first = start_relay_in(dir.path(), |_| {}).await;
     let peer_id = first.peer_id;
+    let certificate = first.certificate_chain.clone();
     first.shutdown().await;
 
     let second = start_relay_in(dir.path(), |_| {}).await;
     assert_eq!(second.peer_id, peer_id);
+    assert_eq!(
+        second.certificate_chain, certificate,
+        "the self-signed WSS certificate is reused"
+    );
 
     // And the restarted relay still serves reservations under that id.
     let mut client = Client::new(Some(second.certificate_chain[0].to_vec())).await;
@@ -64,7 +69,10 @@ fn keypair_written_by_the_original_relay_keeps_its_peer_id() {
     let (keypair, origin) = identity::load_or_create(&path).unwrap();
     assert_eq!(origin, Origin::Loaded);
     assert_eq!(keypair.public().to_peer_id().to_string(), ORIGINAL_PEER_ID);
-    assert_eq!(std::fs::read(&path).unwrap(), from_hex(ORIGINAL_KEYPAIR_HEX));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        from_hex(ORIGINAL_KEYPAIR_HEX)
+    );
 }
 
 #[tokio::test]
@@ -75,9 +83,14 @@ async fn corrupt_keypair_stops_the_relay_and_is_left_untouched() {
     corrupt.truncate(40);
     std::fs::write(&path, &corrupt).unwrap();
 
-    let error = Relay::bind(test_config(dir.path())).await.err().expect("bind must fail");
+    let error = Relay::bind(test_config(dir.path()))
+        .await
+        .err()
+        .expect("bind must fail");
     match &error {
-        RelayError::Identity(IdentityError::Corrupt { path: reported, .. }) => assert_eq!(reported, &path),
+        RelayError::Identity(IdentityError::Corrupt { path: reported, .. }) => {
+            assert_eq!(reported, &path)
+        }
         other => panic!("unexpected error: {other}"),
     }
     let message = error.to_string();

@@ -13,14 +13,17 @@ use support::*;
 async fn discover(client: &mut Client, relay: PeerId, namespace: &str) -> Vec<Registration> {
     let ns = Namespace::new(namespace.to_owned()).unwrap();
     client
-        .call(move |s| s.behaviour_mut().rendezvous.discover(Some(ns), None, None, relay))
+        .call(move |s| {
+            s.behaviour_mut()
+                .rendezvous
+                .discover(Some(ns), None, None, relay)
+        })
         .await;
     client
         .next("discover response", |e| match e {
-            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(rendezvous::client::Event::Discovered {
-                registrations,
-                ..
-            })) => Some(registrations),
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::Discovered { registrations, .. },
+            )) => Some(registrations),
             SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
                 rendezvous::client::Event::DiscoverFailed { error, .. },
             )) => panic!("discover failed: {error:?}"),
@@ -38,7 +41,11 @@ async fn register_discover_unregister(transport: Transport) {
 
     a.reserve(&relay.addr(transport)).await;
     let peer_namespace = format!("dusk/peer/{}", a.peer_id);
-    let namespaces = ["dusk/peers".to_owned(), "dusk/community/3f2a9c".to_owned(), peer_namespace.clone()];
+    let namespaces = [
+        "dusk/peers".to_owned(),
+        "dusk/community/3f2a9c".to_owned(),
+        peer_namespace.clone(),
+    ];
     for namespace in &namespaces {
         let ns = Namespace::new(namespace.clone()).unwrap();
         a.call(move |s| s.behaviour_mut().rendezvous.register(ns, relay_id, None))
@@ -46,11 +53,9 @@ async fn register_discover_unregister(transport: Transport) {
             .expect("register");
         let (registered, ttl) = a
             .next("registration", |e| match e {
-                SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(rendezvous::client::Event::Registered {
-                    namespace,
-                    ttl,
-                    ..
-                })) => Some((namespace.to_string(), ttl)),
+                SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                    rendezvous::client::Event::Registered { namespace, ttl, .. },
+                )) => Some((namespace.to_string(), ttl)),
                 SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
                     rendezvous::client::Event::RegisterFailed { error, .. },
                 )) => panic!("register failed: {error:?}"),
@@ -58,7 +63,11 @@ async fn register_discover_unregister(transport: Transport) {
             })
             .await;
         assert_eq!(&registered, namespace);
-        assert_eq!(ttl, rendezvous::DEFAULT_TTL, "the dusk client leaves the TTL unset");
+        assert_eq!(
+            ttl,
+            rendezvous::DEFAULT_TTL,
+            "the dusk client leaves the TTL unset"
+        );
     }
 
     b.connect(&relay.addr(transport)).await;
@@ -71,20 +80,31 @@ async fn register_discover_unregister(transport: Transport) {
         // A's record holds only its circuit address: discovery reveals no IP of A's.
         assert!(!registration.record.addresses().is_empty());
         for addr in registration.record.addresses() {
-            assert!(addr.iter().any(|p| p == Protocol::P2pCircuit), "non-circuit address {addr}");
+            assert!(
+                addr.iter().any(|p| p == Protocol::P2pCircuit),
+                "non-circuit address {addr}"
+            );
         }
     }
 
     let ns = Namespace::new(peer_namespace.clone()).unwrap();
-    a.call(move |s| s.behaviour_mut().rendezvous.unregister(ns, relay_id)).await;
+    a.call(move |s| s.behaviour_mut().rendezvous.unregister(ns, relay_id))
+        .await;
     let a_id = a.peer_id;
     relay_event(&mut events, |e| match e {
-        RelayEvent::Unregistered { peer, namespace } if *peer == a_id && *namespace == peer_namespace => Some(()),
+        RelayEvent::Unregistered { peer, namespace }
+            if *peer == a_id && *namespace == peer_namespace =>
+        {
+            Some(())
+        }
         _ => None,
     })
     .await;
     let found = discover(&mut b, relay_id, &peer_namespace).await;
-    assert!(found.iter().all(|r| r.record.peer_id() != a.peer_id), "still registered: {found:?}");
+    assert!(
+        found.iter().all(|r| r.record.peer_id() != a.peer_id),
+        "still registered: {found:?}"
+    );
     // The other registrations are untouched.
     let found = discover(&mut b, relay_id, "dusk/peers").await;
     assert!(found.iter().any(|r| r.record.peer_id() == a.peer_id));

@@ -14,7 +14,8 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    identify, noise, ping, relay, rendezvous, websocket, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+    identify, noise, ping, relay, rendezvous, websocket, yamux, Multiaddr, PeerId, StreamProtocol,
+    Swarm,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -32,10 +33,16 @@ pub enum Transport {
     Wss,
 }
 
-pub const ALL_TRANSPORTS: [Transport; 4] = [Transport::Tcp, Transport::Quic, Transport::Ws, Transport::Wss];
+pub const ALL_TRANSPORTS: [Transport; 4] = [
+    Transport::Tcp,
+    Transport::Quic,
+    Transport::Ws,
+    Transport::Wss,
+];
 
 impl Transport {
-    fn matches(self, addr: &Multiaddr) -> bool {
+    /// Whether `addr` is an address of this transport.
+    pub fn matches(self, addr: &Multiaddr) -> bool {
         let protocols: Vec<_> = addr.iter().collect();
         let has = |f: fn(&Protocol) -> bool| protocols.iter().any(f);
         let ws = has(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)));
@@ -113,13 +120,21 @@ pub fn relay_addr(relay: &RelayHandle, transport: Transport) -> Multiaddr {
         .listen_addrs
         .iter()
         .find(|a| transport.matches(a))
-        .unwrap_or_else(|| panic!("relay has no {transport:?} listener: {:?}", relay.listen_addrs))
+        .unwrap_or_else(|| {
+            panic!(
+                "relay has no {transport:?} listener: {:?}",
+                relay.listen_addrs
+            )
+        })
         .clone()
         .with(Protocol::P2p(relay.peer_id))
 }
 
 /// Waits for the first relay event `f` maps to `Some`.
-pub async fn relay_event<T>(events: &mut broadcast::Receiver<RelayEvent>, mut f: impl FnMut(&RelayEvent) -> Option<T>) -> T {
+pub async fn relay_event<T>(
+    events: &mut broadcast::Receiver<RelayEvent>,
+    mut f: impl FnMut(&RelayEvent) -> Option<T>,
+) -> T {
     within(EVENT_TIMEOUT, "relay event", async {
         loop {
             match events.recv().await {
@@ -178,7 +193,8 @@ impl Client {
     pub async fn new(wss_cert: Option<Vec<u8>>) -> Client {
         let mut tls = websocket::tls::Config::builder();
         if let Some(cert) = wss_cert {
-            tls.add_trust(&websocket::tls::Certificate::new(cert)).expect("trust relay cert");
+            tls.add_trust(&websocket::tls::Certificate::new(cert))
+                .expect("trust relay cert");
         }
         let tls = tls.finish();
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
@@ -195,7 +211,10 @@ impl Client {
             .with_behaviour(|key, relay_client| ClientBehaviour {
                 relay_client,
                 rendezvous: rendezvous::client::Behaviour::new(key.clone()),
-                identify: identify::Behaviour::new(identify::Config::new("/dusk/1.0.0".into(), key.public())),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/dusk/1.0.0".into(),
+                    key.public(),
+                )),
                 ping: ping::Behaviour::default(),
                 stream: libp2p_stream::Behaviour::new(),
             })
@@ -228,11 +247,20 @@ impl Client {
                 }
             }
         });
-        Client { peer_id, control, incoming, calls, events }
+        Client {
+            peer_id,
+            control,
+            incoming,
+            calls,
+            events,
+        }
     }
 
     /// Runs `f` on the swarm's task and returns its result.
-    pub async fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut ClientSwarm) -> R + Send + 'static) -> R {
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut ClientSwarm) -> R + Send + 'static,
+    ) -> R {
         let (tx, rx) = oneshot::channel();
         self.calls
             .send(Box::new(move |swarm| {
@@ -243,13 +271,20 @@ impl Client {
     }
 
     /// The next event `f` maps to `Some`; panics on timeout.
-    pub async fn next<T>(&mut self, what: &str, f: impl FnMut(SwarmEvent<ClientBehaviourEvent>) -> Option<T>) -> T {
+    pub async fn next<T>(
+        &mut self,
+        what: &str,
+        f: impl FnMut(SwarmEvent<ClientBehaviourEvent>) -> Option<T>,
+    ) -> T {
         within(EVENT_TIMEOUT, what, self.next_unbounded(f)).await
     }
 
     /// The next event `f` maps to `Some`, however long it takes (for use in a `select!`
     /// that bounds it).
-    pub async fn next_unbounded<T>(&mut self, mut f: impl FnMut(SwarmEvent<ClientBehaviourEvent>) -> Option<T>) -> T {
+    pub async fn next_unbounded<T>(
+        &mut self,
+        mut f: impl FnMut(SwarmEvent<ClientBehaviourEvent>) -> Option<T>,
+    ) -> T {
         loop {
             let event = self.events.recv().await.expect("client task alive");
             if let Some(found) = f(event) {
@@ -265,7 +300,9 @@ impl Client {
         let relay = peer_of(relay_addr);
         self.next("connection to relay", |e| match e {
             SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == relay => Some(()),
-            SwarmEvent::OutgoingConnectionError { error, .. } => panic!("cannot connect to relay: {error}"),
+            SwarmEvent::OutgoingConnectionError { error, .. } => {
+                panic!("cannot connect to relay: {error}")
+            }
             _ => None,
         })
         .await
@@ -273,19 +310,33 @@ impl Client {
 
     /// Reserves a slot on the relay; returns the reservation's limit as the relay sent it.
     pub async fn reserve(&mut self, relay_addr: &Multiaddr) -> Option<CircuitLimit> {
-        self.try_reserve(relay_addr).await.expect("reservation accepted")
+        self.try_reserve(relay_addr)
+            .await
+            .expect("reservation accepted")
     }
 
     /// Asks for a reservation; `Err` with the reason if the relay does not grant one.
-    pub async fn try_reserve(&mut self, relay_addr: &Multiaddr) -> Result<Option<CircuitLimit>, String> {
+    pub async fn try_reserve(
+        &mut self,
+        relay_addr: &Multiaddr,
+    ) -> Result<Option<CircuitLimit>, String> {
         let circuit = relay_addr.clone().with(Protocol::P2pCircuit);
-        self.call(move |s| s.listen_on(circuit)).await.map_err(|e| e.to_string())?;
+        self.call(move |s| s.listen_on(circuit))
+            .await
+            .map_err(|e| e.to_string())?;
         self.next("reservation", |e| match e {
             SwarmEvent::Behaviour(ClientBehaviourEvent::RelayClient(
                 relay::client::Event::ReservationReqAccepted { limit, .. },
-            )) => Some(Ok(limit.map(|l| CircuitLimit { duration: l.duration(), data_in_bytes: l.data_in_bytes() }))),
-            SwarmEvent::ListenerClosed { reason: Err(error), .. } => Some(Err(error.to_string())),
-            SwarmEvent::ListenerClosed { reason: Ok(()), .. } => Some(Err("listener closed".into())),
+            )) => Some(Ok(limit.map(|l| CircuitLimit {
+                duration: l.duration(),
+                data_in_bytes: l.data_in_bytes(),
+            }))),
+            SwarmEvent::ListenerClosed {
+                reason: Err(error), ..
+            } => Some(Err(error.to_string())),
+            SwarmEvent::ListenerClosed { reason: Ok(()), .. } => {
+                Some(Err("listener closed".into()))
+            }
             SwarmEvent::ListenerError { error, .. } => Some(Err(error.to_string())),
             _ => None,
         })
@@ -295,13 +346,24 @@ impl Client {
     /// Dials `target` through the relay and waits for the relayed connection.
     pub async fn dial_through(&mut self, relay_addr: &Multiaddr, target: PeerId) {
         let addr = circuit_addr(relay_addr, target);
-        self.call(move |s| s.dial(addr)).await.expect("dial through relay");
+        self.call(move |s| s.dial(addr))
+            .await
+            .expect("dial through relay");
         self.next("relayed connection", |e| match e {
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } if peer_id == target => {
-                assert!(endpoint.is_relayed(), "connection to the target must go through the relay");
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } if peer_id == target => {
+                assert!(
+                    endpoint.is_relayed(),
+                    "connection to the target must go through the relay"
+                );
                 Some(())
             }
-            SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == target => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(p),
+                error,
+                ..
+            } if p == target => {
                 panic!("circuit to {target} failed: {error}")
             }
             _ => None,
@@ -310,9 +372,13 @@ impl Client {
     }
 
     pub async fn open_data_stream(&mut self, peer: PeerId) -> libp2p::Stream {
-        within(EVENT_TIMEOUT, "data stream", self.control.open_stream(peer, DATA_PROTOCOL))
-            .await
-            .expect("open data stream")
+        within(
+            EVENT_TIMEOUT,
+            "data stream",
+            self.control.open_stream(peer, DATA_PROTOCOL),
+        )
+        .await
+        .expect("open data stream")
     }
 
     pub async fn accept_data_stream(&mut self) -> (PeerId, libp2p::Stream) {
@@ -332,7 +398,10 @@ pub fn peer_of(addr: &Multiaddr) -> PeerId {
 }
 
 pub fn circuit_addr(relay_addr: &Multiaddr, target: PeerId) -> Multiaddr {
-    relay_addr.clone().with(Protocol::P2pCircuit).with(Protocol::P2p(target))
+    relay_addr
+        .clone()
+        .with(Protocol::P2pCircuit)
+        .with(Protocol::P2p(target))
 }
 
 /// Deterministic, non-repeating bytes: a reordered, dropped or duplicated chunk
@@ -357,7 +426,12 @@ impl Pattern {
 
 /// Writes `len` pattern bytes seeded `send_seed` while reading and checking `len`
 /// bytes seeded `recv_seed`, at once, then half-closes. Returns the time taken.
-pub async fn exchange(stream: libp2p::Stream, len: usize, send_seed: u64, recv_seed: u64) -> Duration {
+pub async fn exchange(
+    stream: libp2p::Stream,
+    len: usize,
+    send_seed: u64,
+    recv_seed: u64,
+) -> Duration {
     const CHUNK: usize = 64 * 1024;
     let start = Instant::now();
     let (mut reader, mut writer) = stream.split();
@@ -382,14 +456,22 @@ pub async fn exchange(stream: libp2p::Stream, len: usize, send_seed: u64, recv_s
             let n = (len - done).min(CHUNK);
             reader.read_exact(&mut buf[..n]).await.expect("read");
             pattern.fill(&mut expected[..n]);
-            assert!(buf[..n] == expected[..n], "received bytes differ from the sent ones at offset {done}");
+            assert!(
+                buf[..n] == expected[..n],
+                "received bytes differ from the sent ones at offset {done}"
+            );
             done += n;
         }
         let mut rest = Vec::new();
         reader.read_to_end(&mut rest).await.expect("read to end");
         assert!(rest.is_empty(), "{} bytes more than sent", rest.len());
     };
-    within(Duration::from_secs(120), "data exchange", futures::future::join(send, receive)).await;
+    within(
+        Duration::from_secs(120),
+        "data exchange",
+        futures::future::join(send, receive),
+    )
+    .await;
     start.elapsed()
 }
 
@@ -398,9 +480,17 @@ pub async fn exchange(stream: libp2p::Stream, len: usize, send_seed: u64, recv_s
 pub async fn exchange_both_ways(dialer: &mut Client, listener: &mut Client, len: usize) -> f64 {
     let listener_id = listener.peer_id;
     let dialer_id = dialer.peer_id;
-    let (outbound, inbound) = futures::future::join(dialer.open_data_stream(listener_id), listener.accept_data_stream()).await;
+    let (outbound, inbound) = futures::future::join(
+        dialer.open_data_stream(listener_id),
+        listener.accept_data_stream(),
+    )
+    .await;
     assert_eq!(inbound.0, dialer_id);
-    let (a, b) = futures::future::join(exchange(outbound, len, 1, 2), exchange(inbound.1, len, 2, 1)).await;
+    let (a, b) = futures::future::join(
+        exchange(outbound, len, 1, 2),
+        exchange(inbound.1, len, 2, 1),
+    )
+    .await;
     let elapsed = a.max(b).as_secs_f64();
     len as f64 / (1024.0 * 1024.0) / elapsed
 }
