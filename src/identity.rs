@@ -7,7 +7,7 @@
 //! peer id every client has configured.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use libp2p::identity::Keypair;
@@ -69,12 +69,4 @@ pub fn load_or_create(path: &Path) -> Result<(Keypair, Origin), IdentityError> {
             source,
         }),
     }
-}
-
-/// Writes the keypair the way the original relay did (for tests and migrations).
-pub fn write_original_format(path: &Path, keypair: &Keypair) -> io::Result<()> {
-    let bytes = keypair.to_protobuf_encoding().map_err(io::Error::other)?;
-    let mut file = fs::File::create(path)?;
-    file.write_all(&bytes)?;
-    file.sync_all()
 }

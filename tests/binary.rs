@@ -79,10 +79,10 @@ impl RelayProcess {
         .await
     }
 
-    fn sigterm(&self) {
+    fn signal(&self, signal: libc::c_int) {
         let pid = self.child.id().expect("running") as i32;
         // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
     async fn exit_status(&mut self) -> ExitStatus {
@@ -168,7 +168,7 @@ async fn binary_prints_seed_lines_and_one_address_per_listener_and_stops_on_sigt
         ))
         .await;
 
-    relay.sigterm();
+    relay.signal(libc::SIGTERM);
     assert!(relay.exit_status().await.success(), "SIGTERM exits 0");
     relay.line_containing("dusk relay stopped").await;
     let about_clients: Vec<_> = relay
@@ -212,6 +212,16 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 fn transport_of(addr: &Multiaddr) -> Option<Transport> {
     ALL_TRANSPORTS.into_iter().find(|t| t.matches(addr))
+}
+
+#[tokio::test]
+async fn binary_stops_cleanly_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = RelayProcess::spawn(relay_command(dir.path()));
+    relay.line_containing("dusk relay ready").await;
+    relay.signal(libc::SIGINT);
+    assert!(relay.exit_status().await.success(), "SIGINT exits 0");
+    relay.line_containing("received SIGINT").await;
 }
 
 #[tokio::test]
