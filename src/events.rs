@@ -32,6 +32,9 @@ pub enum RelayEvent {
 /// The relay's running state, derived from events.
 pub struct EventHandler {
     local_peer_id: PeerId,
+    /// `dusk-relay healthcheck`'s identity: its connections are logged at debug only, or
+    /// a Docker health check would add two info lines every 30 s.
+    probe_peer_id: Option<PeerId>,
     /// No external address configured: advertise our own listen addresses.
     advertise_listen_addrs: bool,
     max_connections: u32,
@@ -46,12 +49,14 @@ pub struct EventHandler {
 impl EventHandler {
     pub fn new(
         local_peer_id: PeerId,
+        probe_peer_id: Option<PeerId>,
         advertise_listen_addrs: bool,
         max_connections: u32,
         observers: broadcast::Sender<RelayEvent>,
     ) -> Self {
         EventHandler {
             local_peer_id,
+            probe_peer_id,
             advertise_listen_addrs,
             max_connections,
             reservations: HashSet::new(),
@@ -99,11 +104,19 @@ impl EventHandler {
                 peer_id, endpoint, ..
             } => {
                 let total = swarm.network_info().connection_counters().num_established();
+                if Some(peer_id) == self.probe_peer_id {
+                    debug!(total, "health check connected");
+                    return;
+                }
                 info!("peer connected: {peer_id} (total connections: {total})");
                 debug!(peer = %peer_id, remote = %endpoint.get_remote_address(), "connection established");
             }
             SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
                 let total = swarm.network_info().connection_counters().num_established();
+                if Some(peer_id) == self.probe_peer_id {
+                    debug!(total, "health check disconnected");
+                    return;
+                }
                 info!("peer disconnected: {peer_id} (total connections: {total})");
                 debug!(peer = %peer_id, cause = ?cause, "connection closed");
             }

@@ -36,17 +36,9 @@ pub enum Origin {
 
 /// Loads the keypair at `path`, or creates a new ed25519 keypair there if no file exists.
 pub fn load_or_create(path: &Path) -> Result<(Keypair, Origin), IdentityError> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            let keypair =
-                Keypair::from_protobuf_encoding(&bytes).map_err(|e| IdentityError::Corrupt {
-                    path: path.to_owned(),
-                    reason: format!("{} bytes, {e}", bytes.len()),
-                })?;
-            fsutil::warn_if_readable_by_others(path);
-            Ok((keypair, Origin::Loaded))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    match load(path) {
+        Ok(keypair) => Ok((keypair, Origin::Loaded)),
+        Err(IdentityError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             let keypair = Keypair::generate_ed25519();
             let bytes = keypair
                 .to_protobuf_encoding()
@@ -64,9 +56,28 @@ pub fn load_or_create(path: &Path) -> Result<(Keypair, Origin), IdentityError> {
                 }),
             }
         }
-        Err(source) => Err(IdentityError::Read {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(e) => Err(e),
     }
+}
+
+/// Loads the keypair at `path`; never creates one.
+pub fn load(path: &Path) -> Result<Keypair, IdentityError> {
+    let bytes = fs::read(path).map_err(|source| IdentityError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let keypair = Keypair::from_protobuf_encoding(&bytes).map_err(|e| IdentityError::Corrupt {
+        path: path.to_owned(),
+        reason: format!("{} bytes, {e}", bytes.len()),
+    })?;
+    fsutil::warn_if_readable_by_others(path);
+    Ok(keypair)
+}
+
+/// The identity `dusk-relay healthcheck` dials with: derived from the relay's own key,
+/// so the relay knows its probe (and keeps it out of `info` logs) without any shared
+/// state. `None` for key types that cannot derive secrets.
+pub fn probe_keypair(relay: &Keypair) -> Option<Keypair> {
+    let secret = relay.derive_secret(b"dusk-relay healthcheck probe")?;
+    Keypair::ed25519_from_bytes(secret).ok()
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod defaults;
 pub mod events;
 mod fsutil;
+pub mod healthcheck;
 pub mod identity;
 pub mod relay;
 pub mod tls;

@@ -1,14 +1,58 @@
-//! `dusk-relay`: reads the environment, runs the relay until SIGINT or SIGTERM.
+//! `dusk-relay`: reads the environment and runs the relay until SIGINT or SIGTERM.
+//!
+//! ```text
+//! dusk-relay                      run the relay (configured by DUSK_* variables)
+//! dusk-relay healthcheck          exit 0 if the local relay answers as itself
+//! dusk-relay gen-cert DIR [NAME]  write a dev CA and a WSS certificate it signs
+//! dusk-relay --version | --help
+//! ```
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use dusk_relay::{Config, Relay};
+use dusk_relay::{healthcheck, tls, Config, Relay};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
+const USAGE: &str = "\
+usage: dusk-relay [COMMAND]
+
+  (no command)            run the relay; configuration comes from DUSK_* environment
+                          variables (see README.md)
+  healthcheck             exit 0 if the relay on this host completes a libp2p handshake
+                          as itself on its TCP port, 1 otherwise
+  gen-cert DIR [NAME...]  write a development CA (ca-cert.pem) and a WSS certificate it
+                          signs (cert.pem, key.pem) for localhost, 127.0.0.1, ::1 and NAMEs
+  --version               print the version
+  --help                  print this help";
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => {
+            init_tracing();
+            report(run().await)
+        }
+        Some("healthcheck") if args.len() == 1 => report_plain(check_health().await),
+        Some("gen-cert") if args.len() >= 2 => report_plain(gen_cert(&args[1], &args[2..])),
+        Some("--version" | "-V") => {
+            println!("dusk-relay {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("--help" | "-h") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(_) => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only for a person at a terminal, not in journald or docker logs.
     let ansi = std::io::stdout().is_terminal();
@@ -16,8 +60,10 @@ async fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .init();
+}
 
-    match run().await {
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Library errors already name their cause; `{:#}` would repeat it.
@@ -27,39 +73,70 @@ async fn main() -> ExitCode {
     }
 }
 
+/// For the one-shot commands: a line on stdout or stderr, no log formatting.
+fn report_plain(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run() -> anyhow::Result<()> {
     info!("dusk relay server starting");
+    // Before anything slow: a SIGTERM during start-up must stop the relay cleanly, not
+    // kill it with the default action.
+    let shutdown = shutdown_signal()?;
     let (config, unknown) = Config::from_env()?;
     for name in unknown {
         warn!("ignoring unknown environment variable {name} (a typo?)");
     }
     let relay = Relay::bind(config).await?;
-    relay.run(shutdown_signal()).await;
+    relay.run(shutdown).await;
     info!("dusk relay stopped");
     Ok(())
 }
 
-/// Completes on the first SIGINT or SIGTERM (`docker stop`, systemd, Ctrl-C).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => info!("received SIGINT"),
-                    _ = term.recv() => info!("received SIGTERM"),
-                }
-            }
-            Err(e) => {
-                warn!("cannot listen for SIGTERM ({e}); only SIGINT stops the relay cleanly");
-                let _ = tokio::signal::ctrl_c().await;
-            }
+async fn check_health() -> anyhow::Result<String> {
+    let (config, _) = Config::from_env()?;
+    let peer_id = healthcheck::check(&config).await?;
+    Ok(format!("healthy: relay {peer_id} answered"))
+}
+
+fn gen_cert(dir: &str, names: &[String]) -> anyhow::Result<String> {
+    let files = tls::generate_dev_ca(&PathBuf::from(dir), names)?;
+    Ok(format!(
+        "wrote {} (trust this CA in browsers and clients), {} and {} (set DUSK_RELAY_TLS_CERT and DUSK_RELAY_TLS_KEY to these)",
+        files.ca_cert.display(),
+        files.cert.display(),
+        files.key.display()
+    ))
+}
+
+/// Installs the SIGINT and SIGTERM handlers now; the returned future completes on the
+/// first of them (`docker stop`, systemd, Ctrl-C).
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => info!("received SIGINT"),
+            _ = terminate.recv() => info!("received SIGTERM"),
         }
-    }
-    #[cfg(not(unix))]
-    {
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
         let _ = tokio::signal::ctrl_c().await;
         info!("received Ctrl-C");
-    }
+    })
 }

@@ -94,6 +94,7 @@ impl Relay {
     pub async fn bind(config: Config) -> Result<Relay, RelayError> {
         let (keypair, origin) = identity::load_or_create(&config.keypair_path)?;
         let peer_id = keypair.public().to_peer_id();
+        let probe_peer_id = identity::probe_keypair(&keypair).map(|k| k.public().to_peer_id());
         info!("peer id: {peer_id}");
         match origin {
             Origin::Loaded => info!(path = %config.keypair_path.display(), "loaded relay identity"),
@@ -139,6 +140,7 @@ impl Relay {
         let advertise_listen_addrs = config.external_addrs.is_empty();
         let mut events = EventHandler::new(
             peer_id,
+            probe_peer_id,
             advertise_listen_addrs,
             config.connection_limits.max_established,
             observers.clone(),

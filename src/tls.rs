@@ -203,3 +203,66 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
         source,
     })
 }
+
+/// Files written by [`generate_dev_ca`].
+#[derive(Debug)]
+pub struct DevCaFiles {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Makes a local development CA and a WSS certificate it signs, for `localhost`, the
+/// loopback IPs and `names`, in `dir`: `ca-cert.pem` (trust this in browsers and
+/// clients), `cert.pem` + `key.pem` (give these to the relay). The CA key is not kept,
+/// so the CA can sign nothing else. Existing files are never replaced.
+pub fn generate_dev_ca(dir: &Path, names: &[String]) -> Result<DevCaFiles, TlsError> {
+    let files = DevCaFiles {
+        ca_cert: dir.join("ca-cert.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    for path in [&files.ca_cert, &files.cert, &files.key] {
+        if path.exists() {
+            return Err(TlsError::Write {
+                path: path.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "already exists; not replacing it",
+                ),
+            });
+        }
+    }
+    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+
+    let ca_key = rcgen::KeyPair::generate().map_err(generate)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(generate)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dusk-relay development CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(generate)?;
+
+    let mut all_names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    all_names.extend(names.iter().cloned());
+    all_names.dedup();
+    let key = rcgen::KeyPair::generate().map_err(generate)?;
+    let mut params = rcgen::CertificateParams::new(all_names).map_err(generate)?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "dusk-relay development certificate",
+    );
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params
+        .signed_by(&key, &ca_cert, &ca_key)
+        .map_err(generate)?;
+
+    write(&files.key, key.serialize_pem().as_bytes())?;
+    write(&files.cert, cert.pem().as_bytes())?;
+    write(&files.ca_cert, ca_cert.pem().as_bytes())?;
+    Ok(files)
+}

@@ -5,108 +5,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
 
 use libp2p::{Multiaddr, PeerId};
+use support::process::*;
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-
-fn relay_command(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dusk-relay"));
-    command
-        .env_clear()
-        .env("HOME", dir)
-        .env("RUST_LOG", "info")
-        .env("DUSK_RELAY_PORT", "0")
-        .env("DUSK_RELAY_LISTEN_IPS", "127.0.0.1")
-        .env("DUSK_RELAY_KEYPAIR", dir.join("keypair"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// The relay binary running, its output lines arriving on a channel.
-struct RelayProcess {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-}
-
-impl RelayProcess {
-    fn spawn(mut command: Command) -> RelayProcess {
-        let mut child = command.spawn().expect("spawn dusk-relay");
-        let (tx, lines) = mpsc::unbounded_channel();
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        for reader in [
-            Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(stderr),
-        ] {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(reader).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        RelayProcess {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line containing `needle`; returns it.
-    async fn line_containing(&mut self, needle: &str) -> String {
-        let seen = &mut self.seen;
-        let lines = &mut self.lines;
-        within(EVENT_TIMEOUT, needle, async {
-            loop {
-                let line = lines
-                    .recv()
-                    .await
-                    .unwrap_or_else(|| panic!("relay exited; output:\n{}", seen.join("\n")));
-                seen.push(line.clone());
-                if line.contains(needle) {
-                    return line;
-                }
-            }
-        })
-        .await
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = self.child.id().expect("running") as i32;
-        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    }
-
-    async fn exit_status(&mut self) -> ExitStatus {
-        within(EVENT_TIMEOUT, "relay exit", self.child.wait())
-            .await
-            .expect("wait")
-    }
-}
-
-/// Runs the binary to its exit; returns the status and everything it printed.
-async fn run_to_exit(command: &mut Command) -> (ExitStatus, String) {
-    let output = within(EVENT_TIMEOUT, "relay exit", command.output())
-        .await
-        .expect("run dusk-relay");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status, text)
-}
-
-fn after<'a>(line: &'a str, marker: &str) -> &'a str {
-    line.split_once(marker)
-        .map(|(_, rest)| rest.trim())
-        .unwrap_or_else(|| panic!("no {marker:?} in {line}"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn binary_prints_seed_lines_and_one_address_per_listener_and_stops_on_sigterm() {

@@ -4,6 +4,8 @@
 //! only turns a hang into a failure.
 #![allow(dead_code)] // each test file uses part of this module
 
+pub mod process;
+
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
