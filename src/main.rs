@@ -96,7 +96,15 @@ async fn run() -> anyhow::Result<()> {
     for name in unknown {
         warn!("ignoring unknown environment variable {name} (a typo?)");
     }
-    let relay = Relay::bind(config).await?;
+    tokio::pin!(shutdown);
+    // A signal during start-up stops it too: nothing may leave the relay deaf to SIGTERM.
+    let relay = tokio::select! {
+        relay = Relay::bind(config) => relay?,
+        () = &mut shutdown => {
+            info!("dusk relay stopped before it was ready");
+            return Ok(());
+        }
+    };
     relay.run(shutdown).await;
     info!("dusk relay stopped");
     Ok(())

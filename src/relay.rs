@@ -90,7 +90,8 @@ pub struct Relay {
 
 impl Relay {
     /// Loads (or creates) the identity and WSS certificate, builds the swarm and binds
-    /// every configured listener. Returns when every listener has reported its address.
+    /// every configured listener. Returns when every listener is bound and each one on a
+    /// specific IP has reported its address.
     pub async fn bind(config: Config) -> Result<Relay, RelayError> {
         let (keypair, origin) = identity::load_or_create(&config.keypair_path)?;
         let peer_id = keypair.public().to_peer_id();
@@ -158,7 +159,12 @@ impl Relay {
             );
         }
 
+        // Listeners on a specific IP report that address at once: wait for it, so callers
+        // (tests, embedders) learn OS-assigned ports. A wildcard listener may never report
+        // one (`::` in a container with IPv6 disabled binds but has no address), so it is
+        // up once bound and its addresses are printed as the system reports them.
         let mut pending = Vec::new();
+        let mut bound = 0;
         for (listener, port) in [
             (Listener::Tcp, Some(config.port)),
             (Listener::Quic, Some(config.port)),
@@ -169,7 +175,12 @@ impl Relay {
             for &ip in &config.listen_ips {
                 let addr = listener.address(ip, port);
                 match swarm.listen_on(addr.clone()) {
-                    Ok(id) => pending.push((id, addr)),
+                    Ok(id) => {
+                        bound += 1;
+                        if !ip.is_unspecified() {
+                            pending.push((id, addr));
+                        }
+                    }
                     Err(error) if ip.is_ipv6() && ipv6_unavailable(&error) => {
                         warn!(%addr, %error, "IPv6 is not available on this host; listening on IPv4 only");
                     }
@@ -213,7 +224,7 @@ impl Relay {
             }
             events.handle(&mut swarm, event);
         }
-        info!("dusk relay ready: {} listen addresses", listen_addrs.len());
+        info!("dusk relay ready: {bound} listeners bound");
 
         Ok(Relay {
             swarm,
@@ -228,7 +239,8 @@ impl Relay {
         *self.swarm.local_peer_id()
     }
 
-    /// The addresses the listeners reported while starting (without `/p2p/`).
+    /// The addresses the listeners on specific IPs reported while starting (without
+    /// `/p2p/`). Wildcard listeners' addresses are only logged.
     pub fn listen_addrs(&self) -> &[Multiaddr] {
         &self.listen_addrs
     }

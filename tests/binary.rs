@@ -116,6 +116,23 @@ fn transport_of(addr: &Multiaddr) -> Option<Transport> {
     ALL_TRANSPORTS.into_iter().find(|t| t.matches(addr))
 }
 
+/// In a fresh network namespace (only a downed loopback: what Docker's IPv6-less
+/// containers look like to `::`) wildcard listeners bind but never get an address. The
+/// relay must still become ready and obey SIGTERM.
+#[tokio::test]
+async fn binary_on_wildcard_listeners_without_addresses_is_ready_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // `unshare` finds itself through PATH; the relay's environment stays clean.
+    let unshare = ["/usr/bin/unshare", "--user", "--map-root-user", "--net"];
+    let mut command = relay_command_under(dir.path(), &unshare);
+    command.env("DUSK_RELAY_LISTEN_IPS", "0.0.0.0,::");
+    let mut relay = RelayProcess::spawn(command);
+    relay.line_containing("dusk relay ready").await;
+    relay.signal(libc::SIGTERM);
+    assert!(relay.exit_status().await.success(), "{:?}", relay.seen);
+    relay.line_containing("dusk relay stopped").await;
+}
+
 #[tokio::test]
 async fn binary_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,21 @@ use super::{within, EVENT_TIMEOUT};
 
 /// The binary with a clean environment: loopback only, OS-assigned ports, files in `dir`.
 pub fn relay_command(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dusk-relay"));
+    relay_command_under(dir, &[])
+}
+
+/// The binary run by a wrapper command (`wrapper[0]` with `wrapper[1..]`, then the
+/// binary), in the same clean environment as [`relay_command`].
+pub fn relay_command_under(dir: &Path, wrapper: &[&str]) -> Command {
+    let binary = env!("CARGO_BIN_EXE_dusk-relay");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
     command
         .env_clear()
         .env("HOME", dir)
