@@ -57,16 +57,16 @@ async fn inspect(format: &str) -> String {
         .to_owned()
 }
 
+/// Now, for `docker events --since`: sub-second, or an event from earlier in the same
+/// second would be replayed.
 fn unix_now() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string()
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
 }
 
-/// Waits for Docker's `health_status: healthy` event for the container since `since`.
-async fn healthy_since(since: &str) {
+/// Waits for the container's `start` event since `since`, then for `health_status:
+/// healthy` after it (a healthy status from before a restart does not count).
+async fn started_and_healthy_since(since: &str) {
     let mut events = Command::new("docker")
         .args([
             "events",
@@ -75,17 +75,20 @@ async fn healthy_since(since: &str) {
             "--filter",
             &format!("container={CONTAINER}"),
         ])
-        .args(["--filter", "event=health_status", "--format", "{{.Status}}"])
+        .args(["--filter", "event=start", "--filter", "event=health_status"])
+        .args(["--format", "{{.Status}}"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("docker events");
     let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
     let waited = tokio::time::timeout(HEALTHY_WITHIN, async {
+        let mut started = false;
         while let Some(line) = lines.next_line().await.expect("read events") {
             match line.trim() {
-                "health_status: healthy" => return,
-                "health_status: unhealthy" => panic!("container unhealthy"),
+                "start" => started = true,
+                "health_status: healthy" if started => return,
+                "health_status: unhealthy" if started => panic!("container unhealthy"),
                 _ => {}
             }
         }
@@ -94,7 +97,7 @@ async fn healthy_since(since: &str) {
     .await;
     if waited.is_err() {
         let logs = run("docker", &["logs", CONTAINER]).await;
-        panic!("not healthy within {HEALTHY_WITHIN:?}; logs:\n{logs}");
+        panic!("not started and healthy within {HEALTHY_WITHIN:?}; logs:\n{logs}");
     }
 }
 
@@ -195,7 +198,7 @@ async fn compose_deployment_serves_every_transport_keeps_its_identity_and_stops_
 
     let since = unix_now();
     compose(&["up", "-d", "--no-build"]).await;
-    healthy_since(&since).await;
+    started_and_healthy_since(&since).await;
     let peer_ids = logged_peer_ids().await;
     assert_eq!(peer_ids.len(), 1, "{peer_ids:?}");
     let relay = peer_ids[0];
@@ -219,7 +222,7 @@ async fn compose_deployment_serves_every_transport_keeps_its_identity_and_stops_
     // Restart: the volume keeps the identity (and the certificate).
     let since = unix_now();
     run("docker", &["restart", CONTAINER]).await;
-    healthy_since(&since).await;
+    started_and_healthy_since(&since).await;
     assert_eq!(
         logged_peer_ids().await,
         vec![relay, relay],
