@@ -3,7 +3,7 @@
 //! listens, with an error naming the variable and the value.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,6 +35,8 @@ pub struct Config {
     pub idle_connection_timeout: Duration,
     pub relay: RelayLimits,
     pub rendezvous: RendezvousLimits,
+    /// The `/metrics`, `/healthz`, `/readyz` endpoint; `None` disables it.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Where the WSS certificate comes from.
@@ -129,6 +131,10 @@ impl Default for Config {
                 max_registrations_per_peer: defaults::RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER,
                 max_registrations: defaults::RENDEZVOUS_MAX_REGISTRATIONS,
             },
+            metrics_addr: Some(SocketAddr::new(
+                defaults::METRICS_IP,
+                defaults::PORT + defaults::METRICS_PORT_OFFSET,
+            )),
         }
     }
 }
@@ -173,6 +179,7 @@ pub const ENV_VARS: &[&str] = &[
     "DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS",
     "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER",
     "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
+    "DUSK_RELAY_METRICS_ADDR",
 ];
 
 /// The `DUSK_*` variables of the environment, with typed accessors that name the variable
@@ -238,6 +245,30 @@ impl Vars {
                     ),
                 )
             }),
+        }
+    }
+
+    /// The metrics endpoint: `off` or `0` disables, unset derives the port from the
+    /// main port on loopback.
+    fn metrics_addr(&self, port: u16) -> Result<Option<SocketAddr>, ConfigError> {
+        const VAR: &str = "DUSK_RELAY_METRICS_ADDR";
+        match self.get(VAR) {
+            Some("0") | Some("off") => Ok(None),
+            Some(raw) => raw.parse().map(Some).map_err(|_| {
+                invalid(VAR, raw, "not an IP:port (e.g. 127.0.0.1:9001), or off".into())
+            }),
+            None if port == 0 => Ok(Some(SocketAddr::new(defaults::METRICS_IP, 0))),
+            None => match port.checked_add(defaults::METRICS_PORT_OFFSET) {
+                Some(metrics_port) => Ok(Some(SocketAddr::new(defaults::METRICS_IP, metrics_port))),
+                None => Err(invalid(
+                    VAR,
+                    "",
+                    format!(
+                        "unset, and DUSK_RELAY_PORT + {} is past 65535; set {VAR} explicitly (off disables)",
+                        defaults::METRICS_PORT_OFFSET
+                    ),
+                )),
+            },
         }
     }
 
@@ -440,6 +471,7 @@ impl Config {
                 )?,
             },
             rendezvous,
+            metrics_addr: vars.metrics_addr(port)?,
         };
         Ok((config, unknown))
     }
@@ -475,7 +507,14 @@ mod tests {
         let b = Config::from_vars(vars(&[("DUSK_RELAY_PORT", "4002")]))
             .unwrap()
             .0;
-        let ports = |c: &Config| [Some(c.port), c.ws_port, c.wss_port];
+        let ports = |c: &Config| {
+            [
+                Some(c.port),
+                c.ws_port,
+                c.wss_port,
+                c.metrics_addr.map(|a| a.port()),
+            ]
+        };
         for port in ports(&a) {
             assert!(!ports(&b).contains(&port), "{port:?} shared");
         }

@@ -97,6 +97,17 @@ pub const RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER: usize = 128;
 /// users. Each holds a signed record of well under 1 KiB.
 pub const RENDEZVOUS_MAX_REGISTRATIONS: usize = 50_000;
 
+/// The metrics/health HTTP endpoint listens on `DUSK_RELAY_PORT + METRICS_PORT_OFFSET`
+/// (4001 -> 9001) on loopback, so two relays on one host do not collide.
+pub const METRICS_PORT_OFFSET: u16 = 5_000;
+
+/// Loopback only by default: metrics reveal load, not for the internet.
+pub const METRICS_IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// The event loop ticks this often even when idle, so `/healthz` can tell a stalled
+/// loop from a quiet one.
+pub const EVENT_LOOP_TICK: Duration = Duration::from_secs(1);
+
 /// identify protocol version announced by the relay.
 pub const IDENTIFY_PROTOCOL: &str = "/dusk/relay/1.0.0";
 

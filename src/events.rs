@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::metrics::Metrics;
 
 /// What the relay did, for observers. Carries no addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +45,7 @@ pub struct EventHandler {
     circuits: usize,
     registrations: HashSet<(PeerId, String)>,
     observers: broadcast::Sender<RelayEvent>,
+    metrics: Metrics,
 }
 
 impl EventHandler {
@@ -53,6 +55,7 @@ impl EventHandler {
         advertise_listen_addrs: bool,
         max_connections: u32,
         observers: broadcast::Sender<RelayEvent>,
+        metrics: Metrics,
     ) -> Self {
         EventHandler {
             local_peer_id,
@@ -63,6 +66,7 @@ impl EventHandler {
             circuits: 0,
             registrations: HashSet::new(),
             observers,
+            metrics,
         }
     }
 
@@ -80,6 +84,7 @@ impl EventHandler {
     }
 
     pub fn handle(&mut self, swarm: &mut Swarm<Behaviour>, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record_swarm(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!("relay address: {}", self.full_address(&address));
@@ -104,6 +109,8 @@ impl EventHandler {
                 peer_id, endpoint, ..
             } => {
                 let total = swarm.network_info().connection_counters().num_established();
+                self.metrics
+                    .connection_opened(endpoint.get_remote_address());
                 if Some(peer_id) == self.probe_peer_id {
                     debug!(total, "health check connected");
                     return;
@@ -111,8 +118,15 @@ impl EventHandler {
                 info!("peer connected: {peer_id} (total connections: {total})");
                 debug!(peer = %peer_id, remote = %endpoint.get_remote_address(), "connection established");
             }
-            SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                cause,
+                endpoint,
+                ..
+            } => {
                 let total = swarm.network_info().connection_counters().num_established();
+                self.metrics
+                    .connection_closed(endpoint.get_remote_address());
                 if Some(peer_id) == self.probe_peer_id {
                     debug!(total, "health check disconnected");
                     return;
@@ -130,9 +144,13 @@ impl EventHandler {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.on_relay(event),
             SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => self.on_rendezvous(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(
-                libp2p::identify::Event::Received { peer_id, info, .. },
-            )) => debug!(peer = %peer_id, agent = %info.agent_version, "identified"),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
+                self.metrics.record_identify(&event);
+                if let libp2p::identify::Event::Received { peer_id, info, .. } = event {
+                    debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.metrics.record_ping(&event),
             other => tracing::trace!(event = ?other, "swarm event"),
         }
     }
@@ -146,6 +164,7 @@ impl EventHandler {
                     self.max_connections
                 );
                 debug!(remote = %send_back_addr, "refused connection");
+                self.metrics.connection_refused();
                 self.emit(RelayEvent::ConnectionRefused);
                 return;
             }
@@ -154,6 +173,7 @@ impl EventHandler {
     }
 
     fn on_relay(&mut self, event: relay::Event) {
+        self.metrics.record_relay(&event);
         match event {
             relay::Event::ReservationReqAccepted {
                 src_peer_id,
@@ -164,6 +184,8 @@ impl EventHandler {
                         "relay reservation accepted for peer {src_peer_id} (total: {})",
                         self.reservations.len()
                     );
+                    self.metrics.reservation_accepted();
+                    self.metrics.set_reservations(self.reservations.len());
                 } else {
                     debug!(peer = %src_peer_id, renewed, "relay reservation renewed");
                 }
@@ -177,6 +199,7 @@ impl EventHandler {
                 status,
             } => {
                 info!("relay reservation denied for peer {src_peer_id}: {status:?}");
+                self.metrics.reservation_denied(status);
                 self.emit(RelayEvent::ReservationDenied { peer: src_peer_id });
             }
             relay::Event::ReservationTimedOut { src_peer_id }
@@ -188,6 +211,7 @@ impl EventHandler {
                         "relay reservation ended for peer {src_peer_id} (total: {})",
                         self.reservations.len()
                     );
+                    self.metrics.set_reservations(self.reservations.len());
                     self.emit(RelayEvent::ReservationEnded { peer: src_peer_id });
                 }
             }
@@ -196,6 +220,7 @@ impl EventHandler {
                 dst_peer_id,
             } => {
                 self.circuits += 1;
+                self.metrics.circuit_opened(self.circuits);
                 info!("circuit opened: {src_peer_id} -> {dst_peer_id} (through relay)");
                 self.emit(RelayEvent::CircuitOpened {
                     src: src_peer_id,
@@ -208,6 +233,7 @@ impl EventHandler {
                 status,
             } => {
                 info!("circuit denied: {src_peer_id} -> {dst_peer_id}: {status:?}");
+                self.metrics.circuit_denied(status);
                 self.emit(RelayEvent::CircuitDenied {
                     src: src_peer_id,
                     dst: dst_peer_id,
@@ -219,6 +245,7 @@ impl EventHandler {
                 error,
             } => {
                 self.circuits = self.circuits.saturating_sub(1);
+                self.metrics.circuit_closed(self.circuits, error.is_some());
                 info!(
                     "circuit closed: {src_peer_id} -> {dst_peer_id} (active circuits: {})",
                     self.circuits
@@ -250,6 +277,8 @@ impl EventHandler {
                     registration.ttl,
                     self.registrations.len()
                 );
+                self.metrics
+                    .register_request("accepted".into(), self.registrations.len());
                 // Namespaces name communities: membership stays out of info logs.
                 debug!(%peer, %namespace, "registered");
                 self.emit(RelayEvent::Registered { peer, namespace });
@@ -260,6 +289,8 @@ impl EventHandler {
                 error,
             } => {
                 info!("rendezvous registration refused for peer {peer}: {error:?}");
+                self.metrics
+                    .register_request(format!("{error:?}"), self.registrations.len());
                 self.emit(RelayEvent::RegistrationRefused {
                     peer,
                     namespace: namespace.to_string(),
@@ -272,6 +303,7 @@ impl EventHandler {
                     "rendezvous unregistration for peer {peer} (total registrations: {})",
                     self.registrations.len()
                 );
+                self.metrics.set_registrations(self.registrations.len());
                 self.emit(RelayEvent::Unregistered { peer, namespace });
             }
             Event::RegistrationExpired(registration) => {
@@ -279,15 +311,18 @@ impl EventHandler {
                 let namespace = registration.namespace.to_string();
                 self.registrations.remove(&(peer, namespace.clone()));
                 debug!(%peer, "rendezvous registration expired");
+                self.metrics.set_registrations(self.registrations.len());
                 self.emit(RelayEvent::RegistrationExpired { peer, namespace });
             }
             Event::DiscoverServed {
                 enquirer,
                 registrations,
             } => {
+                self.metrics.discover_request("served".into());
                 debug!(peer = %enquirer, found = registrations.len(), "rendezvous discover served")
             }
             Event::DiscoverNotServed { enquirer, error } => {
+                self.metrics.discover_request(format!("{error:?}"));
                 debug!(peer = %enquirer, ?error, "rendezvous discover refused")
             }
         }

@@ -5,7 +5,8 @@
 //! reachable; [`Relay::run`] then serves until its shutdown future completes.
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
@@ -19,7 +20,9 @@ use tracing::{info, warn};
 use crate::behaviour::Behaviour;
 use crate::config::Config;
 use crate::events::{EventHandler, RelayEvent};
+use crate::http::{self, Health};
 use crate::identity::{self, IdentityError, Origin};
+use crate::metrics::Metrics;
 use crate::tls::{self, TlsError};
 use crate::{defaults, transport};
 
@@ -43,6 +46,11 @@ pub enum RelayError {
     },
     #[error("listener on {addr} failed while starting: {reason}")]
     ListenerFailed { addr: Multiaddr, reason: String },
+    #[error(
+        "cannot listen on {addr} for metrics and health: {reason}. Choose another address \
+         with DUSK_RELAY_METRICS_ADDR (off disables the endpoint)"
+    )]
+    MetricsListen { addr: SocketAddr, reason: String },
 }
 
 /// Which listener an address belongs to; names the variable that sets its port.
@@ -86,6 +94,10 @@ pub struct Relay {
     listen_addrs: Vec<Multiaddr>,
     observers: broadcast::Sender<RelayEvent>,
     certificate_chain: Vec<CertificateDer<'static>>,
+    health: Arc<Health>,
+    http_addr: Option<SocketAddr>,
+    /// Dropped when the relay stops: ends the HTTP endpoint.
+    _http_stop: Option<oneshot::Sender<()>>,
 }
 
 impl Relay {
@@ -128,10 +140,13 @@ impl Relay {
         .map_err(|e| RelayError::Transport(e.to_string()))?;
         let behaviour = Behaviour::new(&keypair, &config);
         let idle_timeout = config.idle_connection_timeout;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::new(&mut registry);
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_other_transport(|_| transport)
             .map_err(|e| RelayError::Transport(e.to_string()))?
+            .with_bandwidth_metrics(&mut registry)
             .with_behaviour(|_| behaviour)
             .map_err(|e| RelayError::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
@@ -145,6 +160,7 @@ impl Relay {
             advertise_listen_addrs,
             config.connection_limits.max_established,
             observers.clone(),
+            metrics,
         );
 
         for addr in &config.external_addrs {
@@ -224,11 +240,35 @@ impl Relay {
             }
             events.handle(&mut swarm, event);
         }
+        let health = Arc::new(Health::default());
+        health.tick();
+        let (http_addr, http_stop) = match config.metrics_addr {
+            Some(addr) => {
+                let listener = http::bind(addr)
+                    .await
+                    .map_err(|e| RelayError::MetricsListen {
+                        addr,
+                        reason: e.to_string(),
+                    })?;
+                let bound_addr = http::local_addr(&listener);
+                let (stop, stopped) = oneshot::channel();
+                http::serve(listener, Arc::new(registry), health.clone(), stopped);
+                if let Some(bound_addr) = bound_addr {
+                    info!("metrics and health endpoint: http://{bound_addr}/metrics, /healthz, /readyz");
+                }
+                (bound_addr, Some(stop))
+            }
+            None => (None, None),
+        };
+        health.set_ready(true);
         info!("dusk relay ready: {bound} listeners bound");
 
         Ok(Relay {
             swarm,
             events,
+            health,
+            http_addr,
+            _http_stop: http_stop,
             listen_addrs,
             observers,
             certificate_chain,
@@ -245,6 +285,11 @@ impl Relay {
         &self.listen_addrs
     }
 
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
     /// The WSS certificate chain (DER), empty when WSS is disabled.
     pub fn certificate_chain(&self) -> &[CertificateDer<'static>] {
         &self.certificate_chain
@@ -258,12 +303,15 @@ impl Relay {
     /// Serves until `shutdown` completes, then closes every listener and connection.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(defaults::EVENT_LOOP_TICK);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.events.handle(&mut self.swarm, event),
+                _ = tick.tick() => self.health.tick(),
                 () = &mut shutdown => break,
             }
         }
+        self.health.set_ready(false);
         let open = self
             .swarm
             .network_info()
@@ -280,6 +328,7 @@ impl Relay {
         let listen_addrs = self.listen_addrs.clone();
         let certificate_chain = self.certificate_chain.clone();
         let observers = self.observers.clone();
+        let http_addr = self.http_addr;
         let task = tokio::spawn(self.run(async move {
             let _ = stopped.await;
         }));
@@ -287,6 +336,7 @@ impl Relay {
             peer_id,
             listen_addrs,
             certificate_chain,
+            http_addr,
             observers,
             stop: Some(stop),
             task: Some(task),
@@ -320,6 +370,8 @@ pub struct RelayHandle {
     pub peer_id: PeerId,
     pub listen_addrs: Vec<Multiaddr>,
     pub certificate_chain: Vec<CertificateDer<'static>>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
+    pub http_addr: Option<SocketAddr>,
     observers: broadcast::Sender<RelayEvent>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,

@@ -227,7 +227,8 @@ async fn binary_exits_nonzero_when_the_port_is_in_use() {
     command
         .env("DUSK_RELAY_PORT", port.to_string())
         .env("DUSK_RELAY_WS_PORT", "0")
-        .env("DUSK_RELAY_WSS_PORT", "0");
+        .env("DUSK_RELAY_WSS_PORT", "0")
+        .env("DUSK_RELAY_METRICS_ADDR", "off");
     let (status, output) = run_to_exit(&mut command).await;
     assert!(!status.success());
     assert!(

@@ -20,6 +20,7 @@ fn healthcheck(dir: &std::path::Path, port: u16, keypair: PathBuf) -> tokio::pro
         // otherwise derive WS/WSS ports above 65535.
         .env("DUSK_RELAY_WS_PORT", "0")
         .env("DUSK_RELAY_WSS_PORT", "0")
+        .env("DUSK_RELAY_METRICS_ADDR", "off")
         .env("DUSK_RELAY_KEYPAIR", keypair);
     command
 }

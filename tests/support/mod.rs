@@ -67,6 +67,10 @@ pub fn test_config(dir: &Path) -> Config {
         wss_port: Some(0),
         listen_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
         keypair_path: dir.join("keypair"),
+        metrics_addr: Some(std::net::SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            0,
+        )),
         ..Config::default()
     }
 }

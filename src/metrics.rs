@@ -1,0 +1,273 @@
+//! Prometheus metrics: libp2p's own (swarm, identify, ping, relay, bandwidth per
+//! transport) plus the relay's gauges and counters.
+//!
+//! Privacy and cardinality: no label carries a peer id, an IP address or a rendezvous
+//! namespace. Labels take values from small fixed sets (transport, status code, outcome).
+
+use libp2p::multiaddr::Protocol;
+use libp2p::{identify, ping, relay, Multiaddr};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// A circuit relay v2 status code name (`RESOURCE_LIMIT_EXCEEDED`, …).
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabel {
+    /// `tcp`, `quic`, `ws`, `wss`, `relayed` or `other`.
+    pub transport: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `closed` (either side ended it) or `error`.
+    pub reason: &'static str,
+}
+
+/// Every metric the relay exports. Cheap to update; shared with the HTTP endpoint
+/// through the [`Registry`] they are registered in.
+pub struct Metrics {
+    libp2p: libp2p::metrics::Metrics,
+    reservations: Gauge,
+    reservations_accepted: Counter,
+    reservation_denials: Family<StatusLabel, Counter>,
+    circuits: Gauge,
+    circuits_opened: Counter,
+    circuits_closed: Family<ReasonLabel, Counter>,
+    circuit_denials: Family<StatusLabel, Counter>,
+    registrations: Gauge,
+    registration_requests: Family<OutcomeLabel, Counter>,
+    discover_requests: Family<OutcomeLabel, Counter>,
+    connections: Family<TransportLabel, Gauge>,
+    connections_refused: Counter,
+}
+
+impl Metrics {
+    /// Registers every metric in `registry` under the `dusk_relay` prefix (libp2p's
+    /// under `libp2p`).
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let libp2p = libp2p::metrics::Metrics::new(registry);
+        let relay = registry.sub_registry_with_prefix("dusk_relay");
+        relay.register(
+            "build",
+            "Version of the running relay",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let metrics = Metrics {
+            libp2p,
+            reservations: Gauge::default(),
+            reservations_accepted: Counter::default(),
+            reservation_denials: Family::default(),
+            circuits: Gauge::default(),
+            circuits_opened: Counter::default(),
+            circuits_closed: Family::default(),
+            circuit_denials: Family::default(),
+            registrations: Gauge::default(),
+            registration_requests: Family::default(),
+            discover_requests: Family::default(),
+            connections: Family::default(),
+            connections_refused: Counter::default(),
+        };
+        relay.register(
+            "reservations",
+            "Peers holding a reservation",
+            metrics.reservations.clone(),
+        );
+        relay.register(
+            "reservations_accepted",
+            "Reservations accepted (new, not renewals)",
+            metrics.reservations_accepted.clone(),
+        );
+        relay.register(
+            "reservation_denials",
+            "Reservation requests denied, by status code",
+            metrics.reservation_denials.clone(),
+        );
+        relay.register("circuits", "Circuits open now", metrics.circuits.clone());
+        relay.register(
+            "circuits_opened",
+            "Circuits opened",
+            metrics.circuits_opened.clone(),
+        );
+        relay.register(
+            "circuits_closed",
+            "Circuits closed, by reason",
+            metrics.circuits_closed.clone(),
+        );
+        relay.register(
+            "circuit_denials",
+            "Circuit requests denied, by status code",
+            metrics.circuit_denials.clone(),
+        );
+        relay.register(
+            "rendezvous_registrations",
+            "Rendezvous registrations held now",
+            metrics.registrations.clone(),
+        );
+        relay.register(
+            "rendezvous_register_requests",
+            "Rendezvous REGISTER requests, by outcome",
+            metrics.registration_requests.clone(),
+        );
+        relay.register(
+            "rendezvous_discover_requests",
+            "Rendezvous DISCOVER requests, by outcome",
+            metrics.discover_requests.clone(),
+        );
+        relay.register(
+            "connections",
+            "Established connections, by transport",
+            metrics.connections.clone(),
+        );
+        relay.register(
+            "connections_refused",
+            "Incoming connections refused by a connection limit",
+            metrics.connections_refused.clone(),
+        );
+        metrics
+    }
+
+    pub fn record_swarm<E>(&self, event: &libp2p::swarm::SwarmEvent<E>) {
+        use libp2p::metrics::Recorder;
+        self.libp2p.record(event);
+    }
+
+    pub fn record_relay(&self, event: &relay::Event) {
+        use libp2p::metrics::Recorder;
+        self.libp2p.record(event);
+    }
+
+    pub fn record_identify(&self, event: &identify::Event) {
+        use libp2p::metrics::Recorder;
+        self.libp2p.record(event);
+    }
+
+    pub fn record_ping(&self, event: &ping::Event) {
+        use libp2p::metrics::Recorder;
+        self.libp2p.record(event);
+    }
+
+    pub fn set_reservations(&self, count: usize) {
+        self.reservations.set(count as i64);
+    }
+
+    pub fn reservation_accepted(&self) {
+        self.reservations_accepted.inc();
+    }
+
+    pub fn reservation_denied(&self, status: relay::StatusCode) {
+        self.reservation_denials
+            .get_or_create(&StatusLabel {
+                status: status_name(status),
+            })
+            .inc();
+    }
+
+    pub fn circuit_opened(&self, open: usize) {
+        self.circuits_opened.inc();
+        self.circuits.set(open as i64);
+    }
+
+    pub fn circuit_closed(&self, open: usize, error: bool) {
+        let reason = if error { "error" } else { "closed" };
+        self.circuits_closed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        self.circuits.set(open as i64);
+    }
+
+    pub fn circuit_denied(&self, status: relay::StatusCode) {
+        self.circuit_denials
+            .get_or_create(&StatusLabel {
+                status: status_name(status),
+            })
+            .inc();
+    }
+
+    /// `outcome` is `accepted` or an error code name; never a namespace.
+    pub fn register_request(&self, outcome: String, held: usize) {
+        self.registration_requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+        self.registrations.set(held as i64);
+    }
+
+    pub fn set_registrations(&self, held: usize) {
+        self.registrations.set(held as i64);
+    }
+
+    pub fn discover_request(&self, outcome: String) {
+        self.discover_requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    pub fn connection_opened(&self, remote: &Multiaddr) {
+        self.connections
+            .get_or_create(&TransportLabel {
+                transport: transport_of(remote),
+            })
+            .inc();
+    }
+
+    pub fn connection_closed(&self, remote: &Multiaddr) {
+        self.connections
+            .get_or_create(&TransportLabel {
+                transport: transport_of(remote),
+            })
+            .dec();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+}
+
+/// `RESOURCE_LIMIT_EXCEEDED` and friends: the spec's names, a fixed set.
+fn status_name(status: relay::StatusCode) -> String {
+    let name = format!("{status:?}");
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// The transport of a connection, from its address; never the address itself.
+pub fn transport_of(addr: &Multiaddr) -> &'static str {
+    let mut tcp = false;
+    let mut ws = false;
+    let mut tls = false;
+    for protocol in addr.iter() {
+        match protocol {
+            Protocol::P2pCircuit => return "relayed",
+            Protocol::QuicV1 => return "quic",
+            Protocol::Tcp(_) => tcp = true,
+            Protocol::Ws(_) => ws = true,
+            Protocol::Wss(_) => (ws, tls) = (true, true),
+            Protocol::Tls => tls = true,
+            _ => {}
+        }
+    }
+    match (tcp, ws, tls) {
+        (true, true, true) => "wss",
+        (true, true, false) => "ws",
+        (true, false, _) => "tcp",
+        _ => "other",
+    }
+}
