@@ -180,6 +180,8 @@ pub const ENV_VARS: &[&str] = &[
     "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER",
     "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
     "DUSK_RELAY_METRICS_ADDR",
+    // Read by the binary before the configuration, to set up logging.
+    "DUSK_RELAY_LOG_FORMAT",
 ];
 
 /// The `DUSK_*` variables of the environment, with typed accessors that name the variable

@@ -31,10 +31,13 @@ usage: dusk-relay [COMMAND]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        None => {
-            init_tracing();
-            report(run().await)
-        }
+        None => match init_tracing() {
+            Ok(()) => report(run().await),
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::FAILURE
+            }
+        },
         Some("healthcheck") if args.len() == 1 => report_plain(check_health().await),
         Some("gen-cert") if args.len() >= 2 => report_plain(gen_cert(&args[1], &args[2..])),
         Some("--version" | "-V") => {
@@ -52,14 +55,31 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// `RUST_LOG` filters (default `info`); `DUSK_RELAY_LOG_FORMAT` picks the seed's human
+/// lines (`text`, default) or one JSON object per line (`json`) for log shippers.
+fn init_tracing() -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal, not in journald or docker logs.
-    let ansi = std::io::stdout().is_terminal();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .init();
+    let format = std::env::var("DUSK_RELAY_LOG_FORMAT").unwrap_or_default();
+    match format.trim() {
+        "" | "text" => {
+            // Colour codes only for a person at a terminal, not in journald or docker logs.
+            let ansi = std::io::stdout().is_terminal();
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .init();
+        }
+        "json" => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        other => {
+            return Err(format!(
+                "invalid configuration: DUSK_RELAY_LOG_FORMAT={other:?}: expected text or json"
+            ))
+        }
+    }
+    Ok(())
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

@@ -134,6 +134,30 @@ async fn binary_on_wildcard_listeners_without_addresses_is_ready_and_stops_on_si
 }
 
 #[tokio::test]
+async fn binary_logs_json_lines_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = relay_command(dir.path());
+    command.env("DUSK_RELAY_LOG_FORMAT", "json");
+    let mut relay = RelayProcess::spawn(command);
+    let line = relay.line_containing("peer id: ").await;
+    let record: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    let message = record["fields"]["message"]
+        .as_str()
+        .expect("a message field");
+    assert!(message.starts_with("peer id: 12D3KooW"), "{record}");
+    assert_eq!(record["level"], "INFO");
+    relay.line_containing("dusk relay ready").await;
+    relay.signal(libc::SIGTERM);
+    assert!(relay.exit_status().await.success());
+
+    let mut command = relay_command(dir.path());
+    command.env("DUSK_RELAY_LOG_FORMAT", "xml");
+    let (status, output) = run_to_exit(&mut command).await;
+    assert!(!status.success());
+    assert!(output.contains("DUSK_RELAY_LOG_FORMAT"), "{output}");
+}
+
+#[tokio::test]
 async fn binary_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let mut relay = RelayProcess::spawn(relay_command(dir.path()));
