@@ -3,6 +3,8 @@
 //! only path between dusk peers and learns nothing it does not need.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
@@ -27,6 +29,12 @@ pub struct Behaviour {
 
 impl Behaviour {
     pub fn new(keypair: &Keypair, config: &Config) -> Self {
+        Self::with_drain_gate(keypair, config, Arc::default())
+    }
+
+    /// While `draining` is true, reservation requests are denied
+    /// (`RESOURCE_LIMIT_EXCEEDED`); circuits and everything else carry on.
+    pub fn with_drain_gate(keypair: &Keypair, config: &Config, draining: Arc<AtomicBool>) -> Self {
         let limits = &config.connection_limits;
         let connection_limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
@@ -54,7 +62,10 @@ impl Behaviour {
 
         Behaviour {
             connection_limits,
-            relay: relay::Behaviour::new(keypair.public().to_peer_id(), relay_config(config)),
+            relay: relay::Behaviour::new(
+                keypair.public().to_peer_id(),
+                relay_config(config, draining),
+            ),
             rendezvous,
             identify,
             ping: ping::Behaviour::default(),
@@ -64,7 +75,7 @@ impl Behaviour {
 
 /// libp2p's relay config with dusk's limits. Reservations and circuits on relayed
 /// connections are refused by libp2p itself (such connections get no HOP handler).
-fn relay_config(config: &Config) -> relay::Config {
+fn relay_config(config: &Config, draining: Arc<AtomicBool>) -> relay::Config {
     let limits = &config.relay;
     let mut relay = relay::Config {
         max_reservations: limits.max_reservations,
@@ -78,8 +89,12 @@ fn relay_config(config: &Config) -> relay::Config {
             .max_circuit_duration
             .unwrap_or(Duration::from_secs(u64::from(u32::MAX))),
         max_circuit_bytes: limits.max_circuit_bytes,
-        // The builder methods below push onto these; start from none.
-        reservation_rate_limiters: Vec::new(),
+        // First, so a draining relay denies without spending anyone's tokens (libp2p
+        // stops at the first limiter that says no). The builder methods below push
+        // after it.
+        reservation_rate_limiters: vec![Box::new(
+            move |_: libp2p::PeerId, _: &libp2p::Multiaddr, _| !draining.load(Ordering::Relaxed),
+        )],
         circuit_src_rate_limiters: Vec::new(),
     };
     if let Some(rate) = NonZeroU32::new(limits.reservation_rate_per_peer) {

@@ -37,6 +37,9 @@ pub struct Config {
     pub rendezvous: RendezvousLimits,
     /// The `/metrics`, `/healthz`, `/readyz` endpoint; `None` disables it.
     pub metrics_addr: Option<SocketAddr>,
+    /// How long open circuits may keep flowing after the first stop signal; zero stops
+    /// at once.
+    pub drain_timeout: Duration,
 }
 
 /// Where the WSS certificate comes from.
@@ -135,6 +138,7 @@ impl Default for Config {
                 defaults::METRICS_IP,
                 defaults::PORT + defaults::METRICS_PORT_OFFSET,
             )),
+            drain_timeout: defaults::DRAIN_TIMEOUT,
         }
     }
 }
@@ -180,6 +184,7 @@ pub const ENV_VARS: &[&str] = &[
     "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER",
     "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
     "DUSK_RELAY_METRICS_ADDR",
+    "DUSK_RELAY_DRAIN_SECS",
     // Read by the binary before the configuration, to set up logging.
     "DUSK_RELAY_LOG_FORMAT",
 ];
@@ -474,6 +479,9 @@ impl Config {
             },
             rendezvous,
             metrics_addr: vars.metrics_addr(port)?,
+            drain_timeout: Duration::from_secs(
+                vars.parse("DUSK_RELAY_DRAIN_SECS", d.drain_timeout.as_secs())?,
+            ),
         };
         Ok((config, unknown))
     }

@@ -108,6 +108,11 @@ pub const METRICS_IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr
 /// loop from a quiet one.
 pub const EVENT_LOOP_TICK: Duration = Duration::from_secs(1);
 
+/// On SIGTERM/SIGINT the relay drains: no new reservations, open circuits keep flowing
+/// until they end or this passes. Below Compose's 30 s `stop_grace_period` and
+/// systemd's `TimeoutStopSec=45s`, so the relay exits before it is killed.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// identify protocol version announced by the relay.
 pub const IDENTIFY_PROTOCOL: &str = "/dusk/relay/1.0.0";
 

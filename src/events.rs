@@ -17,17 +17,51 @@ use crate::metrics::Metrics;
 /// What the relay did, for observers. Carries no addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayEvent {
-    ReservationAccepted { peer: PeerId, renewed: bool },
-    ReservationDenied { peer: PeerId },
-    ReservationEnded { peer: PeerId },
-    CircuitOpened { src: PeerId, dst: PeerId },
-    CircuitDenied { src: PeerId, dst: PeerId },
-    CircuitClosed { src: PeerId, dst: PeerId },
-    Registered { peer: PeerId, namespace: String },
-    RegistrationRefused { peer: PeerId, namespace: String },
-    Unregistered { peer: PeerId, namespace: String },
-    RegistrationExpired { peer: PeerId, namespace: String },
+    ReservationAccepted {
+        peer: PeerId,
+        renewed: bool,
+    },
+    ReservationDenied {
+        peer: PeerId,
+    },
+    ReservationEnded {
+        peer: PeerId,
+    },
+    CircuitOpened {
+        src: PeerId,
+        dst: PeerId,
+    },
+    CircuitDenied {
+        src: PeerId,
+        dst: PeerId,
+    },
+    CircuitClosed {
+        src: PeerId,
+        dst: PeerId,
+    },
+    Registered {
+        peer: PeerId,
+        namespace: String,
+    },
+    RegistrationRefused {
+        peer: PeerId,
+        namespace: String,
+    },
+    Unregistered {
+        peer: PeerId,
+        namespace: String,
+    },
+    RegistrationExpired {
+        peer: PeerId,
+        namespace: String,
+    },
     ConnectionRefused,
+    /// The first stop signal: readiness is off and reservations are refused.
+    Draining,
+    /// The drain deadline passed with circuits still open.
+    DrainDeadline {
+        circuits: usize,
+    },
 }
 
 /// The relay's running state, derived from events.
@@ -68,6 +102,14 @@ impl EventHandler {
             observers,
             metrics,
         }
+    }
+
+    pub fn circuits(&self) -> usize {
+        self.circuits
+    }
+
+    pub fn reservations(&self) -> usize {
+        self.reservations.len()
     }
 
     fn emit(&self, event: RelayEvent) {

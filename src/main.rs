@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use dusk_relay::{healthcheck, tls, Config, Relay};
+use futures::StreamExt;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -111,21 +112,20 @@ async fn run() -> anyhow::Result<()> {
     info!("dusk relay server starting");
     // Before anything slow: a SIGTERM during start-up must stop the relay cleanly, not
     // kill it with the default action.
-    let shutdown = shutdown_signal()?;
+    let mut signals = stop_signals()?;
     let (config, unknown) = Config::from_env()?;
     for name in unknown {
         warn!("ignoring unknown environment variable {name} (a typo?)");
     }
-    tokio::pin!(shutdown);
     // A signal during start-up stops it too: nothing may leave the relay deaf to SIGTERM.
     let relay = tokio::select! {
         relay = Relay::bind(config) => relay?,
-        () = &mut shutdown => {
+        _ = signals.next() => {
             info!("dusk relay stopped before it was ready");
             return Ok(());
         }
     };
-    relay.run(shutdown).await;
+    relay.run(signals).await;
     info!("dusk relay stopped");
     Ok(())
 }
@@ -146,25 +146,30 @@ fn gen_cert(dir: &str, names: &[String]) -> anyhow::Result<String> {
     ))
 }
 
-/// Installs the SIGINT and SIGTERM handlers now; the returned future completes on the
-/// first of them (`docker stop`, systemd, Ctrl-C).
+/// Installs the SIGINT and SIGTERM handlers now; the stream yields once per signal
+/// (`docker stop`, systemd, Ctrl-C): the first drains the relay, the second stops it.
 #[cfg(unix)]
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+fn stop_signals() -> std::io::Result<impl futures::Stream<Item = ()> + Unpin> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => info!("received SIGINT"),
-            _ = terminate.recv() => info!("received SIGTERM"),
-        }
-    })
+    let interrupt = signal(SignalKind::interrupt())?;
+    let terminate = signal(SignalKind::terminate())?;
+    Ok(Box::pin(futures::stream::unfold(
+        (interrupt, terminate),
+        |(mut interrupt, mut terminate)| async move {
+            tokio::select! {
+                _ = interrupt.recv() => info!("received SIGINT"),
+                _ = terminate.recv() => info!("received SIGTERM"),
+            }
+            Some(((), (interrupt, terminate)))
+        },
+    )))
 }
 
 #[cfg(not(unix))]
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    Ok(async {
+fn stop_signals() -> std::io::Result<impl futures::Stream<Item = ()> + Unpin> {
+    Ok(Box::pin(futures::stream::unfold((), |()| async {
         let _ = tokio::signal::ctrl_c().await;
         info!("received Ctrl-C");
-    })
+        Some(((), ()))
+    })))
 }

@@ -4,11 +4,12 @@
 //! listener) and returns once all listeners are up, so a caller knows the relay is
 //! reachable; [`Relay::run`] then serves until its shutdown future completes.
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
@@ -95,6 +96,9 @@ pub struct Relay {
     observers: broadcast::Sender<RelayEvent>,
     certificate_chain: Vec<CertificateDer<'static>>,
     health: Arc<Health>,
+    /// Set when draining; the relay behaviour then denies reservations.
+    draining: Arc<AtomicBool>,
+    drain_timeout: Duration,
     http_addr: Option<SocketAddr>,
     /// Dropped when the relay stops: ends the HTTP endpoint.
     _http_stop: Option<oneshot::Sender<()>>,
@@ -138,7 +142,8 @@ impl Relay {
             defaults::CONNECTION_UPGRADE_TIMEOUT,
         )
         .map_err(|e| RelayError::Transport(e.to_string()))?;
-        let behaviour = Behaviour::new(&keypair, &config);
+        let draining = Arc::new(AtomicBool::new(false));
+        let behaviour = Behaviour::with_drain_gate(&keypair, &config, draining.clone());
         let idle_timeout = config.idle_connection_timeout;
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::new(&mut registry);
@@ -267,6 +272,8 @@ impl Relay {
             swarm,
             events,
             health,
+            draining,
+            drain_timeout: config.drain_timeout,
             http_addr,
             _http_stop: http_stop,
             listen_addrs,
@@ -300,18 +307,23 @@ impl Relay {
         self.observers.subscribe()
     }
 
-    /// Serves until `shutdown` completes, then closes every listener and connection.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
+    /// Serves until the first item of `signals`, then drains: not ready, no new
+    /// reservations, open circuits keep flowing until they end or the drain timeout
+    /// passes. A second item, or the end of `signals`, stops at once. Then every
+    /// listener and connection is closed.
+    pub async fn run(mut self, mut signals: impl Stream<Item = ()> + Unpin) {
         let mut tick = tokio::time::interval(defaults::EVENT_LOOP_TICK);
-        loop {
+        let drain = loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.events.handle(&mut self.swarm, event),
                 _ = tick.tick() => self.health.tick(),
-                () = &mut shutdown => break,
+                signal = signals.next() => break signal.is_some(),
             }
-        }
+        };
         self.health.set_ready(false);
+        if drain {
+            self.drain(&mut signals, &mut tick).await;
+        }
         let open = self
             .swarm
             .network_info()
@@ -321,17 +333,58 @@ impl Relay {
         // Dropping the swarm closes listeners and connections.
     }
 
+    async fn drain(
+        &mut self,
+        signals: &mut (impl Stream<Item = ()> + Unpin),
+        tick: &mut tokio::time::Interval,
+    ) {
+        self.draining.store(true, Ordering::Relaxed);
+        let _ = self.observers.send(RelayEvent::Draining);
+        let (circuits, reservations) = (self.events.circuits(), self.events.reservations());
+        if circuits == 0 || self.drain_timeout.is_zero() {
+            info!("draining: {circuits} circuits open, nothing to wait for");
+            return;
+        }
+        info!(
+            "draining: refusing new reservations; {circuits} circuits and {reservations} reservations open; \
+             waiting up to {}s for the circuits to end (a second signal stops at once)",
+            self.drain_timeout.as_secs()
+        );
+        let deadline = tokio::time::sleep(self.drain_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => {
+                    self.events.handle(&mut self.swarm, event);
+                    if self.events.circuits() == 0 {
+                        info!("drained: every circuit has ended");
+                        return;
+                    }
+                }
+                _ = tick.tick() => self.health.tick(),
+                () = &mut deadline => {
+                    let (circuits, reservations) = (self.events.circuits(), self.events.reservations());
+                    warn!("drain deadline passed with {circuits} circuits and {reservations} reservations still open");
+                    let _ = self.observers.send(RelayEvent::DrainDeadline { circuits });
+                    return;
+                }
+                _ = signals.next() => {
+                    info!("second stop signal: stopping now");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Runs the relay on its own task; the handle stops it. For tests and embedders.
     pub fn spawn(self) -> RelayHandle {
-        let (stop, stopped) = oneshot::channel::<()>();
+        let (stop, signals) = futures::channel::mpsc::unbounded::<()>();
         let peer_id = self.peer_id();
         let listen_addrs = self.listen_addrs.clone();
         let certificate_chain = self.certificate_chain.clone();
         let observers = self.observers.clone();
         let http_addr = self.http_addr;
-        let task = tokio::spawn(self.run(async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(self.run(signals));
         RelayHandle {
             peer_id,
             listen_addrs,
@@ -373,7 +426,7 @@ pub struct RelayHandle {
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
     pub http_addr: Option<SocketAddr>,
     observers: broadcast::Sender<RelayEvent>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<futures::channel::mpsc::UnboundedSender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -382,21 +435,25 @@ impl RelayHandle {
         self.observers.subscribe()
     }
 
-    /// Stops the relay and waits until its listeners and connections are closed.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    /// What SIGTERM does to the binary: the first call starts a drain, the second
+    /// stops at once.
+    pub fn signal(&self) {
+        if let Some(stop) = &self.stop {
+            let _ = stop.unbounded_send(());
         }
+    }
+
+    /// Waits until the relay has stopped (after [`signal`](Self::signal)).
+    pub async fn stopped(&mut self) {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
     }
-}
 
-impl Drop for RelayHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    /// Stops the relay at once (no drain) and waits until its listeners and
+    /// connections are closed. Dropping the handle stops it too.
+    pub async fn shutdown(mut self) {
+        self.stop.take();
+        self.stopped().await;
     }
 }

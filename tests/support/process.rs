@@ -33,6 +33,8 @@ pub fn relay_command_under(dir: &Path, wrapper: &[&str]) -> Command {
         .env("DUSK_RELAY_PORT", "0")
         .env("DUSK_RELAY_LISTEN_IPS", "127.0.0.1")
         .env("DUSK_RELAY_KEYPAIR", dir.join("keypair"))
+        // Open circuits hold a stop for at most this long (tests/drain.rs covers drains).
+        .env("DUSK_RELAY_DRAIN_SECS", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -1,0 +1,120 @@
+//! Graceful drain on the first stop signal: `/readyz` goes 503 at once, new
+//! reservations are refused, open circuits keep carrying bytes until they end or the
+//! drain deadline passes; a second signal stops at once.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use dusk_relay::RelayEvent;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn http_status(addr: SocketAddr, path: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status")
+}
+
+/// A relay with a reservation (A) and an open circuit B -> A.
+async fn relay_with_circuit(drain: Duration) -> (TestRelay, Client, Client) {
+    let relay = TestRelay::start_with(|c| c.drain_timeout = drain).await;
+    let mut events = relay.subscribe();
+    let mut a = relay.client().await;
+    let mut b = relay.client().await;
+    a.reserve(&relay.addr(Transport::Tcp)).await;
+    b.connect(&relay.addr(Transport::Tcp)).await;
+    b.dial_through(&relay.addr(Transport::Tcp), a.peer_id).await;
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::CircuitOpened { .. }).then_some(())
+    })
+    .await;
+    (relay, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_keeps_circuits_flowing_refuses_reservations_and_stops_at_the_deadline() {
+    let (mut relay, mut a, mut b) = relay_with_circuit(Duration::from_secs(3)).await;
+    let http = relay.handle.http_addr.unwrap();
+    assert_eq!(http_status(http, "/readyz").await, 200);
+    let mut events = relay.subscribe();
+
+    relay.handle.signal();
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::Draining).then_some(())
+    })
+    .await;
+    assert_eq!(
+        http_status(http, "/readyz").await,
+        503,
+        "not ready while draining"
+    );
+    assert_eq!(
+        http_status(http, "/healthz").await,
+        200,
+        "still alive while draining"
+    );
+
+    // The open circuit still carries data both ways.
+    exchange_both_ways(&mut b, &mut a, 1024 * 1024).await;
+
+    // A new reservation is refused.
+    let mut late = relay.client().await;
+    let refused = late.try_reserve(&relay.addr(Transport::Tcp)).await;
+    assert!(refused.is_err(), "reservation accepted while draining");
+
+    // The circuit is still open, so the relay stops when the deadline passes.
+    let circuits = relay_event(&mut events, |e| match e {
+        RelayEvent::DrainDeadline { circuits } => Some(*circuits),
+        _ => None,
+    })
+    .await;
+    assert_eq!(circuits, 1);
+    within(EVENT_TIMEOUT, "relay stop", relay.handle.stopped()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_signal_stops_at_once() {
+    // A drain deadline longer than the test's own timeout: only the second signal can end it.
+    let (mut relay, _a, _b) = relay_with_circuit(Duration::from_secs(3600)).await;
+    let mut events = relay.subscribe();
+    relay.handle.signal();
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::Draining).then_some(())
+    })
+    .await;
+    relay.handle.signal();
+    within(
+        EVENT_TIMEOUT,
+        "relay stop after the second signal",
+        relay.handle.stopped(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_ends_when_the_last_circuit_closes() {
+    let (mut relay, a, b) = relay_with_circuit(Duration::from_secs(3600)).await;
+    let mut events = relay.subscribe();
+    relay.handle.signal();
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::Draining).then_some(())
+    })
+    .await;
+    // The clients leave: their circuit closes, and with it the drain.
+    drop((a, b));
+    within(
+        EVENT_TIMEOUT,
+        "relay stop once drained",
+        relay.handle.stopped(),
+    )
+    .await;
+}
