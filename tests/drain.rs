@@ -9,34 +9,15 @@ use std::time::Duration;
 
 use dusk_relay::RelayEvent;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn http_status(addr: SocketAddr, path: &str) -> u16 {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status")
+    http(addr, "GET", path).await.0
 }
 
 /// A relay with a reservation (A) and an open circuit B -> A.
 async fn relay_with_circuit(drain: Duration) -> (TestRelay, Client, Client) {
     let relay = TestRelay::start_with(|c| c.drain_timeout = drain).await;
-    let mut events = relay.subscribe();
-    let mut a = relay.client().await;
-    let mut b = relay.client().await;
-    a.reserve(&relay.addr(Transport::Tcp)).await;
-    b.connect(&relay.addr(Transport::Tcp)).await;
-    b.dial_through(&relay.addr(Transport::Tcp), a.peer_id).await;
-    relay_event(&mut events, |e| {
-        matches!(e, RelayEvent::CircuitOpened { .. }).then_some(())
-    })
-    .await;
+    let (a, b) = open_circuit(&relay, Transport::Tcp).await;
     (relay, a, b)
 }
 

@@ -11,36 +11,6 @@ use libp2p::multiaddr::Protocol;
 use libp2p::rendezvous::Namespace;
 use libp2p::{Multiaddr, PeerId};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// A minimal HTTP/1.1 request; returns the status code and the body.
-async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .expect("connect to the endpoint");
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    within(
-        EVENT_TIMEOUT,
-        "HTTP response",
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
 
 async fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
     let (status, body) = http(addr, "GET", "/metrics").await;

@@ -500,3 +500,51 @@ pub async fn exchange_both_ways(dialer: &mut Client, listener: &mut Client, len:
     let elapsed = a.max(b).as_secs_f64();
     len as f64 / (1024.0 * 1024.0) / elapsed
 }
+
+/// A reserves on `relay` over `transport`, B connects and dials A through the relay;
+/// returns (A, B) once the relay reports the circuit open.
+pub async fn open_circuit(relay: &TestRelay, transport: Transport) -> (Client, Client) {
+    let mut events = relay.subscribe();
+    let mut a = relay.client().await;
+    let mut b = relay.client().await;
+    a.reserve(&relay.addr(transport)).await;
+    b.connect(&relay.addr(transport)).await;
+    b.dial_through(&relay.addr(transport), a.peer_id).await;
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::CircuitOpened { .. }).then_some(())
+    })
+    .await;
+    (a, b)
+}
+
+/// A minimal HTTP/1.1 request to the relay's endpoint; returns the status and the body.
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the endpoint");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut response = String::new();
+    within(
+        EVENT_TIMEOUT,
+        "HTTP response",
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("read response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
