@@ -2,7 +2,6 @@
 //! loop is turning) and `/readyz` (listeners up, not stopping). `GET` and `HEAD`.
 //! Bound to 127.0.0.1 by default: metrics describe the relay's load, not for the world.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,11 +90,6 @@ pub fn serve(
     })
 }
 
-/// Binds the endpoint's socket, naming the variable in the error.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
 async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &shared.registry) {
@@ -129,9 +123,4 @@ async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }
-}
-
-/// The address the endpoint is bound to.
-pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }

@@ -249,13 +249,13 @@ impl Relay {
         health.tick();
         let (http_addr, http_stop) = match config.metrics_addr {
             Some(addr) => {
-                let listener = http::bind(addr)
-                    .await
-                    .map_err(|e| RelayError::MetricsListen {
+                let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    RelayError::MetricsListen {
                         addr,
                         reason: e.to_string(),
-                    })?;
-                let bound_addr = http::local_addr(&listener);
+                    }
+                })?;
+                let bound_addr = listener.local_addr().ok();
                 let (stop, stopped) = oneshot::channel();
                 http::serve(listener, Arc::new(registry), health.clone(), stopped);
                 if let Some(bound_addr) = bound_addr {
