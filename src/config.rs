@@ -1,15 +1,16 @@
-//! The relay's configuration: defaults overridden by `DUSK_*` environment variables,
-//! parsed and validated once at start. A bad value stops the relay before anything
-//! listens, with an error naming the variable and the value.
+//! The relay's configuration: defaults < TOML file < `DUSK_*` environment variables <
+//! command-line flags (merged by [`crate::settings`]), parsed and validated once at
+//! start. A bad value stops the relay before anything listens, with an error naming the
+//! setting as the operator wrote it and the value.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use libp2p::Multiaddr;
 
 use crate::defaults;
+use crate::settings::{self, FileError, Layers, Named};
 
 /// Everything the relay needs to start. Fields are public so tests and embedders can
 /// build one directly; [`Config::from_env`] is what the binary uses.
@@ -40,6 +41,38 @@ pub struct Config {
     /// How long open circuits may keep flowing after the first stop signal; zero stops
     /// at once.
     pub drain_timeout: Duration,
+    /// How the binary writes its log lines.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// The seed's human lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json".into()),
+        }
+    }
+}
+
+impl LogFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// Where the WSS certificate comes from.
@@ -89,11 +122,24 @@ pub struct RendezvousLimits {
 
 /// A configuration value the relay cannot start with.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {var}={value:?}: {reason}")]
+#[error("invalid configuration: {key} = {value:?}: {reason}")]
 pub struct ConfigError {
+    /// The setting's environment variable, whatever layer set it.
     pub var: &'static str,
+    /// The setting as the operator wrote it: `--port`, `DUSK_RELAY_PORT`, or
+    /// `port in /etc/dusk-relay/config.toml`.
+    pub key: String,
     pub value: String,
     pub reason: String,
+}
+
+/// Why the layers could not become a [`Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
 }
 
 impl Default for Config {
@@ -139,6 +185,7 @@ impl Default for Config {
                 defaults::PORT + defaults::METRICS_PORT_OFFSET,
             )),
             drain_timeout: defaults::DRAIN_TIMEOUT,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -152,55 +199,37 @@ pub fn default_keypair_path() -> PathBuf {
     }
 }
 
-/// Every environment variable the relay reads (the README's table documents each). An
-/// unknown `DUSK_*` variable is reported as a likely typo.
-pub const ENV_VARS: &[&str] = &[
-    "DUSK_RELAY_PORT",
-    "DUSK_RELAY_WS_PORT",
-    "DUSK_RELAY_WSS_PORT",
-    "DUSK_RELAY_LISTEN_IPS",
-    "DUSK_RELAY_EXTERNAL_ADDR",
-    "DUSK_RELAY_KEYPAIR",
-    "DUSK_RELAY_TLS_CERT",
-    "DUSK_RELAY_TLS_KEY",
-    "DUSK_RELAY_TLS_HOSTNAMES",
-    "DUSK_MAX_CONNECTIONS",
-    "DUSK_RELAY_MAX_CONNECTIONS_PER_PEER",
-    "DUSK_RELAY_MAX_PENDING_INCOMING",
-    "DUSK_RELAY_IDLE_TIMEOUT_SECS",
-    "DUSK_RELAY_MAX_RESERVATIONS",
-    "DUSK_RELAY_MAX_RESERVATIONS_PER_PEER",
-    "DUSK_RELAY_RESERVATION_DURATION_SECS",
-    "DUSK_RELAY_MAX_CIRCUITS",
-    "DUSK_RELAY_MAX_CIRCUITS_PER_PEER",
-    "DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS",
-    "DUSK_RELAY_MAX_CIRCUIT_BYTES",
-    "DUSK_RELAY_RESERVATION_RATE_PER_PEER",
-    "DUSK_RELAY_RESERVATION_RATE_PER_IP",
-    "DUSK_RELAY_CIRCUIT_RATE_PER_PEER",
-    "DUSK_RELAY_CIRCUIT_RATE_PER_IP",
-    "DUSK_RELAY_RENDEZVOUS_MIN_TTL_SECS",
-    "DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS",
-    "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER",
-    "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
-    "DUSK_RELAY_METRICS_ADDR",
-    "DUSK_RELAY_DRAIN_SECS",
-    // Read by the binary before the configuration, to set up logging.
-    "DUSK_RELAY_LOG_FORMAT",
-];
-
-/// The `DUSK_*` variables of the environment, with typed accessors that name the variable
-/// in their errors.
-struct Vars {
-    values: BTreeMap<String, String>,
+/// The merged layers, with typed accessors whose errors name the setting the way the
+/// operator wrote it (flag, variable, or file key).
+struct Vars<'a> {
+    layers: &'a Layers,
 }
 
-impl Vars {
+impl Vars<'_> {
     fn get(&self, var: &'static str) -> Option<&str> {
-        self.values
-            .get(var)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        self.layers.get(var).map(|v| v.text.trim())
+    }
+
+    fn invalid(&self, var: &'static str, value: &str, reason: String) -> ConfigError {
+        ConfigError {
+            var,
+            key: self.name(var),
+            value: value.to_owned(),
+            reason,
+        }
+    }
+
+    /// The setting as the operator wrote it (flag, variable or file key).
+    fn name(&self, var: &'static str) -> String {
+        let origin = self.layers.origin(var);
+        match settings::by_env(var) {
+            Some(setting) => Named {
+                setting,
+                origin: &origin,
+            }
+            .to_string(),
+            None => var.to_owned(),
+        }
     }
 
     fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
@@ -211,7 +240,7 @@ impl Vars {
             None => Ok(default),
             Some(raw) => raw
                 .parse()
-                .map_err(|e: T::Err| invalid(var, raw, e.to_string())),
+                .map_err(|e: T::Err| self.invalid(var, raw, e.to_string())),
         }
     }
 
@@ -224,7 +253,7 @@ impl Vars {
         let value = self.parse(var, default)?;
         if value < T::from(1) {
             let raw = self.get(var).unwrap_or_default();
-            return Err(invalid(var, raw, "must be at least 1".into()));
+            return Err(self.invalid(var, raw, "must be at least 1".into()));
         }
         Ok(value)
     }
@@ -241,14 +270,15 @@ impl Vars {
             Some(raw) => raw
                 .parse::<u16>()
                 .map(Some)
-                .map_err(|_| invalid(var, raw, "not a port number (1-65535, or 0/off to disable)".into())),
+                .map_err(|_| self.invalid(var, raw, "not a port number (1-65535, or 0/off to disable)".into())),
             None if port == 0 => Ok(Some(0)),
             None => port.checked_add(offset).map(Some).ok_or_else(|| {
-                invalid(
+                self.invalid(
                     var,
                     "",
                     format!(
-                        "unset, and DUSK_RELAY_PORT + {offset} is past 65535; set {var} explicitly (0 disables)"
+                        "unset, and port ({}) + {offset} is past 65535; set it explicitly (0 disables)",
+                        self.name("DUSK_RELAY_PORT")
                     ),
                 )
             }),
@@ -262,16 +292,21 @@ impl Vars {
         match self.get(VAR) {
             Some("0") | Some("off") => Ok(None),
             Some(raw) => raw.parse().map(Some).map_err(|_| {
-                invalid(VAR, raw, "not an IP:port (e.g. 127.0.0.1:9001), or off".into())
+                self.invalid(
+                    VAR,
+                    raw,
+                    "not an IP:port (e.g. 127.0.0.1:9001), or off".into(),
+                )
             }),
             None if port == 0 => Ok(Some(SocketAddr::new(defaults::METRICS_IP, 0))),
             None => match port.checked_add(defaults::METRICS_PORT_OFFSET) {
                 Some(metrics_port) => Ok(Some(SocketAddr::new(defaults::METRICS_IP, metrics_port))),
-                None => Err(invalid(
+                None => Err(self.invalid(
                     VAR,
                     "",
                     format!(
-                        "unset, and DUSK_RELAY_PORT + {} is past 65535; set {VAR} explicitly (off disables)",
+                        "unset, and port ({}) + {} is past 65535; set it explicitly (off disables)",
+                        self.name("DUSK_RELAY_PORT"),
                         defaults::METRICS_PORT_OFFSET
                     ),
                 )),
@@ -293,51 +328,50 @@ impl Vars {
             .filter(|item| !item.is_empty())
             .map(|item| {
                 item.parse()
-                    .map_err(|e: T::Err| invalid(var, item, e.to_string()))
+                    .map_err(|e: T::Err| self.invalid(var, item, e.to_string()))
             })
             .collect()
     }
 }
 
-fn invalid(var: &'static str, value: &str, reason: String) -> ConfigError {
-    ConfigError {
-        var,
-        value: value.to_owned(),
-        reason,
-    }
-}
-
 impl Config {
-    /// Reads the process environment. Returns the config and the names of unknown
-    /// `DUSK_*` variables, which the caller should warn about.
-    pub fn from_env() -> Result<(Config, Vec<String>), ConfigError> {
-        Self::from_vars(std::env::vars())
+    /// The whole stack: `file` (if any) < `env` < `flags` (`(variable, value)` pairs).
+    /// Returns the config and the unknown `DUSK_*` variables, which the caller should
+    /// warn about.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> Result<(Config, Vec<String>), LoadError> {
+        let mut layers = Layers::default();
+        if let Some(path) = file {
+            layers.add_file(path)?;
+        }
+        layers.add_env(env);
+        layers.add_flags(flags);
+        let config = Self::from_layers(&layers)?;
+        Ok((config, layers.unknown_env))
     }
 
-    /// Builds a config from `(name, value)` pairs, as [`Config::from_env`] does.
+    /// Builds a config from environment-style `(name, value)` pairs alone.
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(Config, Vec<String>), ConfigError> {
-        let values: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(name, _)| name.starts_with("DUSK_"))
-            .collect();
-        let unknown = values
-            .keys()
-            .filter(|name| !ENV_VARS.contains(&name.as_str()) && *name != "DUSK_RELAY_ADDR")
-            .cloned()
-            .collect();
-        let vars = Vars { values };
+        let mut layers = Layers::default();
+        layers.add_env(vars);
+        let config = Self::from_layers(&layers)?;
+        Ok((config, layers.unknown_env))
+    }
+
+    /// Parses and validates merged layers.
+    pub fn from_layers(layers: &Layers) -> Result<Config, ConfigError> {
+        let vars = Vars { layers };
         let d = Config::default();
 
         let port = vars.parse("DUSK_RELAY_PORT", d.port)?;
         let listen_ips: Vec<IpAddr> = vars.list("DUSK_RELAY_LISTEN_IPS", defaults::LISTEN_IPS)?;
         if listen_ips.is_empty() {
-            return Err(invalid(
-                "DUSK_RELAY_LISTEN_IPS",
-                "",
-                "needs at least one IP".into(),
-            ));
+            return Err(vars.invalid("DUSK_RELAY_LISTEN_IPS", "", "needs at least one IP".into()));
         }
         let external_addrs = vars.list("DUSK_RELAY_EXTERNAL_ADDR", "")?;
 
@@ -347,21 +381,23 @@ impl Config {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             (Some(cert), None) => {
-                return Err(invalid(
+                return Err(vars.invalid(
                     "DUSK_RELAY_TLS_KEY",
                     "",
                     format!(
-                        "unset while DUSK_RELAY_TLS_CERT is {}; set both or neither",
+                        "unset while {} is {}; set both or neither",
+                        vars.name("DUSK_RELAY_TLS_CERT"),
                         cert.display()
                     ),
                 ))
             }
             (None, Some(key)) => {
-                return Err(invalid(
+                return Err(vars.invalid(
                     "DUSK_RELAY_TLS_CERT",
                     "",
                     format!(
-                        "unset while DUSK_RELAY_TLS_KEY is {}; set both or neither",
+                        "unset while {} is {}; set both or neither",
+                        vars.name("DUSK_RELAY_TLS_KEY"),
                         key.display()
                     ),
                 ))
@@ -375,7 +411,7 @@ impl Config {
         // libp2p panics above u32::MAX seconds; 0 there closes circuits at once, so 0
         // here means "no limit" instead.
         if circuit_duration_secs > u64::from(u32::MAX) {
-            return Err(invalid(
+            return Err(vars.invalid(
                 "DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS",
                 &circuit_duration_secs.to_string(),
                 format!("at most {} (0 = no limit)", u32::MAX),
@@ -400,11 +436,12 @@ impl Config {
             )?,
         };
         if rendezvous.min_ttl_secs > rendezvous.max_ttl_secs {
-            return Err(invalid(
+            return Err(vars.invalid(
                 "DUSK_RELAY_RENDEZVOUS_MIN_TTL_SECS",
                 &rendezvous.min_ttl_secs.to_string(),
                 format!(
-                    "above DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS ({})",
+                    "above {} ({})",
+                    vars.name("DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS"),
                     rendezvous.max_ttl_secs
                 ),
             ));
@@ -482,8 +519,121 @@ impl Config {
             drain_timeout: Duration::from_secs(
                 vars.parse("DUSK_RELAY_DRAIN_SECS", d.drain_timeout.as_secs())?,
             ),
+            log_format: vars.parse("DUSK_RELAY_LOG_FORMAT", d.log_format)?,
         };
-        Ok((config, unknown))
+        Ok(config)
+    }
+
+    /// The effective configuration as a config file: every key, in [`settings::SETTINGS`]
+    /// order, so `--print-config > relay.toml` is a file the relay accepts as it is.
+    /// Certificate and identity *paths* are printed; no key material is.
+    pub fn to_toml(&self) -> String {
+        let mut root = toml::Table::new();
+        for setting in settings::SETTINGS {
+            let Some(value) = self.value_of(setting.env) else {
+                continue;
+            };
+            let mut table = &mut root;
+            let mut parts: Vec<&str> = setting.key.split('.').collect();
+            let leaf = parts.pop().unwrap_or(setting.key);
+            for part in parts {
+                table = match table
+                    .entry(part)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                {
+                    toml::Value::Table(inner) => inner,
+                    _ => unreachable!("setting keys never use a leaf as a section"),
+                };
+            }
+            table.insert(leaf.to_owned(), value);
+        }
+        root.to_string()
+    }
+
+    /// One setting's effective value as the environment would spell it (`--help` shows
+    /// the defaults this way); `None` when unset.
+    pub fn value_text(&self, env: &str) -> Option<String> {
+        Some(match self.value_of(env)? {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        })
+    }
+
+    /// One setting's effective value; `None` for an unset optional path.
+    fn value_of(&self, env: &str) -> Option<toml::Value> {
+        use toml::Value;
+        let int = |n: u64| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+        let list =
+            |items: Vec<String>| Value::Array(items.into_iter().map(Value::String).collect());
+        let port = |p: Option<u16>| match p {
+            Some(p) => Value::Integer(p.into()),
+            None => Value::String("off".into()),
+        };
+        let r = &self.relay;
+        let c = &self.connection_limits;
+        let z = &self.rendezvous;
+        Some(match env {
+            "DUSK_RELAY_PORT" => int(self.port.into()),
+            "DUSK_RELAY_WS_PORT" => port(self.ws_port),
+            "DUSK_RELAY_WSS_PORT" => port(self.wss_port),
+            "DUSK_RELAY_LISTEN_IPS" => {
+                list(self.listen_ips.iter().map(ToString::to_string).collect())
+            }
+            "DUSK_RELAY_EXTERNAL_ADDR" if self.external_addrs.is_empty() => return None,
+            "DUSK_RELAY_EXTERNAL_ADDR" => list(
+                self.external_addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+            "DUSK_RELAY_KEYPAIR" => Value::String(self.keypair_path.display().to_string()),
+            "DUSK_RELAY_LOG_FORMAT" => Value::String(self.log_format.as_str().into()),
+            "DUSK_RELAY_METRICS_ADDR" => match self.metrics_addr {
+                Some(addr) => Value::String(addr.to_string()),
+                None => Value::String("off".into()),
+            },
+            "DUSK_RELAY_DRAIN_SECS" => int(self.drain_timeout.as_secs()),
+            "DUSK_RELAY_TLS_CERT" => {
+                Value::String(self.tls.cert_and_key.as_ref()?.0.display().to_string())
+            }
+            "DUSK_RELAY_TLS_KEY" => {
+                Value::String(self.tls.cert_and_key.as_ref()?.1.display().to_string())
+            }
+            "DUSK_RELAY_TLS_HOSTNAMES" if self.tls.hostnames.is_empty() => return None,
+            "DUSK_RELAY_TLS_HOSTNAMES" => list(self.tls.hostnames.clone()),
+            "DUSK_MAX_CONNECTIONS" => int(c.max_established.into()),
+            "DUSK_RELAY_MAX_CONNECTIONS_PER_PEER" => int(c.max_established_per_peer.into()),
+            "DUSK_RELAY_MAX_PENDING_INCOMING" => int(c.max_pending_incoming.into()),
+            "DUSK_RELAY_IDLE_TIMEOUT_SECS" => int(self.idle_connection_timeout.as_secs()),
+            "DUSK_RELAY_MAX_RESERVATIONS" => int(r.max_reservations as u64),
+            "DUSK_RELAY_MAX_RESERVATIONS_PER_PEER" => int(r.max_reservations_per_peer as u64),
+            "DUSK_RELAY_RESERVATION_DURATION_SECS" => int(r.reservation_duration.as_secs()),
+            "DUSK_RELAY_MAX_CIRCUITS" => int(r.max_circuits as u64),
+            "DUSK_RELAY_MAX_CIRCUITS_PER_PEER" => int(r.max_circuits_per_peer as u64),
+            "DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS" => {
+                int(r.max_circuit_duration.map_or(0, |d| d.as_secs()))
+            }
+            "DUSK_RELAY_MAX_CIRCUIT_BYTES" => int(r.max_circuit_bytes),
+            "DUSK_RELAY_RESERVATION_RATE_PER_PEER" => int(r.reservation_rate_per_peer.into()),
+            "DUSK_RELAY_RESERVATION_RATE_PER_IP" => int(r.reservation_rate_per_ip.into()),
+            "DUSK_RELAY_CIRCUIT_RATE_PER_PEER" => int(r.circuit_rate_per_peer.into()),
+            "DUSK_RELAY_CIRCUIT_RATE_PER_IP" => int(r.circuit_rate_per_ip.into()),
+            "DUSK_RELAY_RENDEZVOUS_MIN_TTL_SECS" => int(z.min_ttl_secs),
+            "DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS" => int(z.max_ttl_secs),
+            "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER" => {
+                int(z.max_registrations_per_peer as u64)
+            }
+            "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS" => int(z.max_registrations as u64),
+            _ => return None,
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 //! [`Relay`]; everything else, including what tests need, is here.
 
 pub mod behaviour;
+pub mod cli;
 pub mod config;
 pub mod defaults;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod relay;
+pub mod settings;
 pub mod tls;
 pub mod transport;
 

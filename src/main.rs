@@ -1,68 +1,62 @@
-//! `dusk-relay`: reads the environment and runs the relay until SIGINT or SIGTERM.
-//!
-//! ```text
-//! dusk-relay                      run the relay (configured by DUSK_* variables)
-//! dusk-relay healthcheck          exit 0 if the local relay answers as itself
-//! dusk-relay gen-cert DIR [NAME]  write a dev CA and a WSS certificate it signs
-//! dusk-relay --version | --help
-//! ```
+//! `dusk-relay`: parses the command line, reads the configuration layers and runs the
+//! relay until SIGINT or SIGTERM. `dusk-relay --help` lists every flag.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
+use dusk_relay::cli::{Cli, CliCommand};
+use dusk_relay::config::LogFormat;
 use dusk_relay::{healthcheck, tls, Config, Relay};
 use futures::StreamExt;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "\
-usage: dusk-relay [COMMAND]
-
-  (no command)            run the relay; configuration comes from DUSK_* environment
-                          variables (see README.md)
-  healthcheck             exit 0 if the relay on this host completes a libp2p handshake
-                          as itself on its TCP port, 1 otherwise
-  gen-cert DIR [NAME...]  write a development CA (ca-cert.pem) and a WSS certificate it
-                          signs (cert.pem, key.pem) for localhost, 127.0.0.1, ::1 and NAMEs
-  --version               print the version
-  --help                  print this help";
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None => match init_tracing() {
-            Ok(()) => report(run().await),
-            Err(message) => {
-                eprintln!("{message}");
-                ExitCode::FAILURE
+    let cli = match Cli::parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        // Prints help or version (exit 0), or the usage error (exit 2).
+        Err(e) => e.exit(),
+    };
+    match &cli.command {
+        CliCommand::Run if cli.print_config => report_plain(print_config(&cli)),
+        CliCommand::Run => {
+            // Before anything slow: a SIGTERM during start-up must stop the relay
+            // cleanly, not kill it with the default action.
+            let signals = match stop_signals() {
+                Ok(signals) => signals,
+                Err(e) => {
+                    eprintln!("cannot install signal handlers: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            // Errors in the configuration are reported before logging is set up (the
+            // log format is itself a setting), on stderr, in the same words.
+            let (config, unknown) = match cli.load_config(std::env::vars()) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            init_tracing(config.log_format);
+            for name in unknown {
+                warn!("ignoring unknown environment variable {name} (a typo?)");
             }
-        },
-        Some("healthcheck") if args.len() == 1 => report_plain(check_health().await),
-        Some("gen-cert") if args.len() >= 2 => report_plain(gen_cert(&args[1], &args[2..])),
-        Some("--version" | "-V") => {
-            println!("dusk-relay {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+            report(run(config, signals).await)
         }
-        Some("--help" | "-h") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(_) => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+        CliCommand::Healthcheck => report_plain(check_health(&cli).await),
+        CliCommand::GenCert { dir, names } => report_plain(gen_cert(dir, names)),
     }
 }
 
-/// `RUST_LOG` filters (default `info`); `DUSK_RELAY_LOG_FORMAT` picks the seed's human
-/// lines (`text`, default) or one JSON object per line (`json`) for log shippers.
-fn init_tracing() -> Result<(), String> {
+/// `RUST_LOG` filters (default `info`); the format is the seed's human lines or one JSON
+/// object per line for log shippers.
+fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let format = std::env::var("DUSK_RELAY_LOG_FORMAT").unwrap_or_default();
-    match format.trim() {
-        "" | "text" => {
+    match format {
+        LogFormat::Text => {
             // Colour codes only for a person at a terminal, not in journald or docker logs.
             let ansi = std::io::stdout().is_terminal();
             tracing_subscriber::fmt()
@@ -70,17 +64,11 @@ fn init_tracing() -> Result<(), String> {
                 .with_ansi(ansi)
                 .init();
         }
-        "json" => tracing_subscriber::fmt()
+        LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
             .init(),
-        other => {
-            return Err(format!(
-                "invalid configuration: DUSK_RELAY_LOG_FORMAT={other:?}: expected text or json"
-            ))
-        }
     }
-    Ok(())
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -108,15 +96,11 @@ fn report_plain(result: anyhow::Result<String>) -> ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    mut signals: impl futures::Stream<Item = ()> + Unpin,
+) -> anyhow::Result<()> {
     info!("dusk relay server starting");
-    // Before anything slow: a SIGTERM during start-up must stop the relay cleanly, not
-    // kill it with the default action.
-    let mut signals = stop_signals()?;
-    let (config, unknown) = Config::from_env()?;
-    for name in unknown {
-        warn!("ignoring unknown environment variable {name} (a typo?)");
-    }
     // A signal during start-up stops it too: nothing may leave the relay deaf to SIGTERM.
     let relay = tokio::select! {
         relay = Relay::bind(config) => relay?,
@@ -130,14 +114,19 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check_health() -> anyhow::Result<String> {
-    let (config, _) = Config::from_env()?;
+fn print_config(cli: &Cli) -> anyhow::Result<String> {
+    let (config, _) = cli.load_config(std::env::vars())?;
+    Ok(config.to_toml().trim_end().to_owned())
+}
+
+async fn check_health(cli: &Cli) -> anyhow::Result<String> {
+    let (config, _) = cli.load_config(std::env::vars())?;
     let peer_id = healthcheck::check(&config).await?;
     Ok(format!("healthy: relay {peer_id} answered"))
 }
 
-fn gen_cert(dir: &str, names: &[String]) -> anyhow::Result<String> {
-    let files = tls::generate_dev_ca(&PathBuf::from(dir), names)?;
+fn gen_cert(dir: &Path, names: &[String]) -> anyhow::Result<String> {
+    let files = tls::generate_dev_ca(dir, names)?;
     Ok(format!(
         "wrote {} (trust this CA in browsers and clients), {} and {} (set DUSK_RELAY_TLS_CERT and DUSK_RELAY_TLS_KEY to these)",
         files.ca_cert.display(),

@@ -1,0 +1,460 @@
+//! Where each configuration value comes from: defaults < TOML file < `DUSK_*`
+//! environment variables < command-line flags. This module knows every setting's three
+//! names and merges the layers into raw strings; [`crate::config`] parses and validates
+//! them once, naming the layer a bad value came from.
+//!
+//! One table, [`SETTINGS`], is the source of truth: the flag is the environment variable
+//! without its `DUSK_RELAY_`/`DUSK_` prefix, in kebab case (`DUSK_RELAY_MAX_CIRCUITS` is
+//! `--max-circuits`), and the file key is the dotted TOML path (`relay.max_circuits`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One configuration value, as the operator can name it in each layer.
+#[derive(Debug)]
+pub struct Setting {
+    /// Dotted TOML key: `port`, `relay.max_circuits`.
+    pub key: &'static str,
+    /// Environment variable, kept from the original relay where it had one.
+    pub env: &'static str,
+    /// One line for `--help` and the README.
+    pub help: &'static str,
+}
+
+impl Setting {
+    /// `--max-circuits` for `DUSK_RELAY_MAX_CIRCUITS`.
+    pub fn flag(&self) -> String {
+        let bare = self
+            .env
+            .strip_prefix("DUSK_RELAY_")
+            .or_else(|| self.env.strip_prefix("DUSK_"))
+            .unwrap_or(self.env);
+        bare.to_ascii_lowercase().replace('_', "-")
+    }
+}
+
+const fn setting(key: &'static str, env: &'static str, help: &'static str) -> Setting {
+    Setting { key, env, help }
+}
+
+/// Every setting, in the order `--help`, `--print-config` and the example config use.
+pub const SETTINGS: &[Setting] = &[
+    setting(
+        "port",
+        "DUSK_RELAY_PORT",
+        "TCP port, and UDP port of QUIC v1",
+    ),
+    setting(
+        "ws_port",
+        "DUSK_RELAY_WS_PORT",
+        "WebSocket port; unset: port + 10000; 0 or off disables",
+    ),
+    setting(
+        "wss_port",
+        "DUSK_RELAY_WSS_PORT",
+        "secure WebSocket port; unset: port + 20000; 0 or off disables",
+    ),
+    setting(
+        "listen_ips",
+        "DUSK_RELAY_LISTEN_IPS",
+        "IPs every listener binds to (comma-separated in env and flags)",
+    ),
+    setting(
+        "external_addrs",
+        "DUSK_RELAY_EXTERNAL_ADDR",
+        "public multiaddrs put in reservations, e.g. /dns4/relay.example.com/tcp/4001",
+    ),
+    setting(
+        "keypair",
+        "DUSK_RELAY_KEYPAIR",
+        "the relay's ed25519 identity file",
+    ),
+    setting(
+        "log_format",
+        "DUSK_RELAY_LOG_FORMAT",
+        "text (the human lines) or json (one object per line)",
+    ),
+    setting(
+        "metrics_addr",
+        "DUSK_RELAY_METRICS_ADDR",
+        "IP:port of /metrics, /healthz, /readyz; unset: 127.0.0.1:(port + 5000); off disables",
+    ),
+    setting(
+        "drain_secs",
+        "DUSK_RELAY_DRAIN_SECS",
+        "how long circuits may keep flowing after the first SIGTERM/SIGINT; 0 stops at once",
+    ),
+    setting(
+        "tls.cert",
+        "DUSK_RELAY_TLS_CERT",
+        "WSS certificate chain (PEM); reloaded on SIGHUP and when the file changes",
+    ),
+    setting(
+        "tls.key",
+        "DUSK_RELAY_TLS_KEY",
+        "WSS private key (PEM); set with tls.cert, or neither for a self-signed certificate",
+    ),
+    setting(
+        "tls.hostnames",
+        "DUSK_RELAY_TLS_HOSTNAMES",
+        "extra names for the self-signed certificate",
+    ),
+    setting(
+        "connections.max",
+        "DUSK_MAX_CONNECTIONS",
+        "established connections, all peers together",
+    ),
+    setting(
+        "connections.max_per_peer",
+        "DUSK_RELAY_MAX_CONNECTIONS_PER_PEER",
+        "established connections of one peer",
+    ),
+    setting(
+        "connections.max_pending_incoming",
+        "DUSK_RELAY_MAX_PENDING_INCOMING",
+        "incoming connections still in their handshake",
+    ),
+    setting(
+        "connections.idle_timeout_secs",
+        "DUSK_RELAY_IDLE_TIMEOUT_SECS",
+        "close connections with no reservation, circuit or stream after this",
+    ),
+    setting(
+        "relay.max_reservations",
+        "DUSK_RELAY_MAX_RESERVATIONS",
+        "reservations, all peers together",
+    ),
+    setting(
+        "relay.max_reservations_per_peer",
+        "DUSK_RELAY_MAX_RESERVATIONS_PER_PEER",
+        "reservations of one peer",
+    ),
+    setting(
+        "relay.reservation_duration_secs",
+        "DUSK_RELAY_RESERVATION_DURATION_SECS",
+        "how long a reservation lasts before the client renews it",
+    ),
+    setting(
+        "relay.max_circuits",
+        "DUSK_RELAY_MAX_CIRCUITS",
+        "circuits, all peers together",
+    ),
+    setting(
+        "relay.max_circuits_per_peer",
+        "DUSK_RELAY_MAX_CIRCUITS_PER_PEER",
+        "circuits from or to one peer",
+    ),
+    setting(
+        "relay.max_circuit_duration_secs",
+        "DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS",
+        "lifetime of one circuit; 0 = no limit",
+    ),
+    setting(
+        "relay.max_circuit_bytes",
+        "DUSK_RELAY_MAX_CIRCUIT_BYTES",
+        "bytes one circuit may carry; 0 = no limit",
+    ),
+    setting(
+        "relay.reservation_rate_per_peer",
+        "DUSK_RELAY_RESERVATION_RATE_PER_PEER",
+        "reservation requests per minute per peer; 0 = no limit",
+    ),
+    setting(
+        "relay.reservation_rate_per_ip",
+        "DUSK_RELAY_RESERVATION_RATE_PER_IP",
+        "reservation requests per minute per IP; 0 = no limit",
+    ),
+    setting(
+        "relay.circuit_rate_per_peer",
+        "DUSK_RELAY_CIRCUIT_RATE_PER_PEER",
+        "circuit requests per minute per peer; 0 = no limit",
+    ),
+    setting(
+        "relay.circuit_rate_per_ip",
+        "DUSK_RELAY_CIRCUIT_RATE_PER_IP",
+        "circuit requests per minute per IP; 0 = no limit",
+    ),
+    setting(
+        "rendezvous.min_ttl_secs",
+        "DUSK_RELAY_RENDEZVOUS_MIN_TTL_SECS",
+        "shortest registration TTL accepted",
+    ),
+    setting(
+        "rendezvous.max_ttl_secs",
+        "DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS",
+        "longest registration TTL accepted",
+    ),
+    setting(
+        "rendezvous.max_registrations_per_peer",
+        "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER",
+        "registrations of one peer",
+    ),
+    setting(
+        "rendezvous.max_registrations",
+        "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
+        "registrations, all peers together",
+    ),
+];
+
+/// Read by the binary to find the file layer; not itself a setting.
+pub const CONFIG_ENV: &str = "DUSK_RELAY_CONFIG";
+
+/// Set by older deployments of the original relay and ignored without a warning.
+const TOLERATED_ENV: &[&str] = &["DUSK_RELAY_ADDR"];
+
+pub fn by_env(env: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.env == env)
+}
+
+/// The layer a value came from, so an error can say where to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Env,
+    Flag,
+}
+
+/// A setting's raw text and where it came from.
+#[derive(Debug, Clone)]
+pub struct RawValue {
+    pub text: String,
+    pub origin: Origin,
+}
+
+/// How the operator wrote this setting, for error messages: `--port`,
+/// `relay.max_circuits in /etc/dusk-relay.toml`, `DUSK_RELAY_PORT`.
+pub struct Named<'a> {
+    pub setting: &'a Setting,
+    pub origin: &'a Origin,
+}
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.origin {
+            Origin::Flag => write!(f, "--{}", self.setting.flag()),
+            Origin::Env => f.write_str(self.setting.env),
+            Origin::File(path) => write!(f, "{} in {}", self.setting.key, path.display()),
+            Origin::Default => write!(
+                f,
+                "{} (unset: {}, --{}, or {} in the config file)",
+                self.setting.env,
+                self.setting.env,
+                self.setting.flag(),
+                self.setting.key
+            ),
+        }
+    }
+}
+
+/// A config file that cannot be used: unreadable, not TOML, or with a key the relay
+/// does not know.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {} is not valid TOML: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
+    #[error("config file {}: unknown key {key:?} (see deploy/dusk-relay.toml for every key)", path.display())]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("config file {}: {key} = {value}: {reason}", path.display())]
+    BadValue {
+        path: PathBuf,
+        key: String,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+/// The merged layers: for each setting's environment variable, its winning raw value.
+#[derive(Debug, Default)]
+pub struct Layers {
+    values: BTreeMap<&'static str, RawValue>,
+    /// `DUSK_*` variables no setting reads: probably typos, worth a warning.
+    pub unknown_env: Vec<String>,
+}
+
+impl Layers {
+    /// The winning value of a setting, if any layer set it to something non-empty.
+    pub fn get(&self, env: &str) -> Option<&RawValue> {
+        self.values.get(env).filter(|v| !v.text.trim().is_empty())
+    }
+
+    /// Where a setting's value came from; `Default` if no layer set it.
+    pub fn origin(&self, env: &str) -> Origin {
+        self.get(env)
+            .map(|v| v.origin.clone())
+            .unwrap_or(Origin::Default)
+    }
+
+    fn set(&mut self, env: &'static str, text: String, origin: Origin) {
+        self.values.insert(env, RawValue { text, origin });
+    }
+
+    /// The environment layer: every `DUSK_*` variable that names a setting.
+    pub fn add_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
+        for (name, value) in vars {
+            if !name.starts_with("DUSK_") {
+                continue;
+            }
+            match by_env(&name) {
+                Some(setting) => self.set(setting.env, value, Origin::Env),
+                None if name == CONFIG_ENV || TOLERATED_ENV.contains(&name.as_str()) => {}
+                None => self.unknown_env.push(name),
+            }
+        }
+    }
+
+    /// The flag layer: `(environment variable, value)` pairs from the command line.
+    pub fn add_flags(&mut self, flags: impl IntoIterator<Item = (&'static str, String)>) {
+        for (env, value) in flags {
+            self.set(env, value, Origin::Flag);
+        }
+    }
+
+    /// The file layer. Call before [`Layers::add_env`] and [`Layers::add_flags`], which
+    /// override it.
+    pub fn add_file(&mut self, path: &Path) -> Result<(), FileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.add_toml(path, &text)
+    }
+
+    /// The file layer from text already read (`path` only names it in errors).
+    pub fn add_toml(&mut self, path: &Path, text: &str) -> Result<(), FileError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| FileError::Syntax {
+                path: path.to_owned(),
+                message: e.to_string().trim_end().to_owned(),
+            })?;
+        let mut leaves = Vec::new();
+        flatten("", &table, &mut leaves);
+        for (key, value) in leaves {
+            let Some(setting) = SETTINGS.iter().find(|s| s.key == key) else {
+                return Err(FileError::UnknownKey {
+                    path: path.to_owned(),
+                    key,
+                });
+            };
+            let text = toml_to_text(value).map_err(|reason| FileError::BadValue {
+                path: path.to_owned(),
+                key: key.clone(),
+                value: value.to_string(),
+                reason,
+            })?;
+            self.set(setting.env, text, Origin::File(path.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+fn flatten<'a>(prefix: &str, table: &'a toml::Table, out: &mut Vec<(String, &'a toml::Value)>) {
+    for (name, value) in table {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(&key, inner, out),
+            leaf => out.push((key, leaf)),
+        }
+    }
+}
+
+/// TOML values become the same text the environment would carry, so one parser
+/// validates every layer: integers and strings as they are, arrays comma-joined.
+fn toml_to_text(value: &toml::Value) -> Result<String, &'static str> {
+    match value {
+        toml::Value::String(s) => {
+            if s.trim().is_empty() {
+                Err("empty string; remove the key to use the default")
+            } else {
+                Ok(s.clone())
+            }
+        }
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Array(items) => {
+            let texts = items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(s) if !s.contains(',') => Ok(s.clone()),
+                    toml::Value::String(_) => Err("list items cannot contain commas"),
+                    toml::Value::Integer(i) => Ok(i.to_string()),
+                    _ => Err("expected a list of strings"),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if texts.is_empty() {
+                Err("empty list; remove the key to use the default")
+            } else {
+                Ok(texts.join(","))
+            }
+        }
+        toml::Value::Float(_) => Err("expected a whole number"),
+        toml::Value::Boolean(_) => Err("expected a number or a string, not true/false"),
+        toml::Value::Datetime(_) => Err("expected a number or a string, not a date"),
+        toml::Value::Table(_) => Err("expected a value, not a table"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_has_distinct_names() {
+        let mut seen = std::collections::HashSet::new();
+        for s in SETTINGS {
+            assert!(seen.insert(s.key), "{}", s.key);
+            assert!(seen.insert(s.env), "{}", s.env);
+            assert!(s.env.starts_with("DUSK_"), "{}", s.env);
+        }
+        assert_eq!(
+            by_env("DUSK_MAX_CONNECTIONS").map(Setting::flag),
+            Some("max-connections".into())
+        );
+        assert_eq!(
+            by_env("DUSK_RELAY_MAX_CIRCUITS").map(Setting::flag),
+            Some("max-circuits".into())
+        );
+    }
+
+    #[test]
+    fn file_keys_are_checked_and_values_become_text() {
+        let path = Path::new("relay.toml");
+        let mut layers = Layers::default();
+        layers
+            .add_toml(
+                path,
+                "port = 5000\nlisten_ips = [\"127.0.0.1\", \"::1\"]\n[relay]\nmax_circuits = 7\n",
+            )
+            .unwrap();
+        assert_eq!(layers.get("DUSK_RELAY_PORT").unwrap().text, "5000");
+        assert_eq!(
+            layers.get("DUSK_RELAY_LISTEN_IPS").unwrap().text,
+            "127.0.0.1,::1"
+        );
+        assert_eq!(
+            layers.origin("DUSK_RELAY_MAX_CIRCUITS"),
+            Origin::File(path.to_owned())
+        );
+
+        let err = Layers::default()
+            .add_toml(path, "[relay]\nmax_circuit = 7\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("\"relay.max_circuit\""), "{err}");
+        let err = Layers::default()
+            .add_toml(path, "drain_secs = 1.5\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("drain_secs"), "{err}");
+        let err = Layers::default().add_toml(path, "port = \n").unwrap_err();
+        assert!(err.to_string().contains("relay.toml"), "{err}");
+    }
+}
