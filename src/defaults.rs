@@ -131,3 +131,8 @@ pub const DEV_KEY_FILE: &str = "wss-key.pem";
 pub fn agent_version() -> String {
     format!("dusk-relay/{}", env!("CARGO_PKG_VERSION"))
 }
+
+/// A certificate renewal writes the chain and the key one after the other; the file
+/// watch reloads once the files have been quiet this long, so it does not report the
+/// half-written state as an error.
+pub const CERT_RELOAD_SETTLE: Duration = Duration::from_millis(500);

@@ -62,6 +62,10 @@ pub enum RelayEvent {
     DrainDeadline {
         circuits: usize,
     },
+    /// New WSS connections get the certificate now on disk.
+    CertificateReloaded,
+    /// A reload found an unusable certificate or key; the previous one keeps serving.
+    CertificateReloadFailed,
 }
 
 /// The relay's running state, derived from events.

@@ -6,6 +6,7 @@
 //! [`Relay`]; everything else, including what tests need, is here.
 
 pub mod behaviour;
+pub mod cert_reload;
 pub mod cli;
 pub mod config;
 pub mod defaults;
@@ -19,6 +20,7 @@ pub mod relay;
 pub mod settings;
 pub mod tls;
 pub mod transport;
+pub mod wss;
 
 pub use config::Config;
 pub use events::RelayEvent;

@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
         CliCommand::Run => {
             // Before anything slow: a SIGTERM during start-up must stop the relay
             // cleanly, not kill it with the default action.
-            let signals = match stop_signals() {
+            let signals = match stop_signals().and_then(|s| Ok((s, hangups()?))) {
                 Ok(signals) => signals,
                 Err(e) => {
                     eprintln!("cannot install signal handlers: {e}");
@@ -98,7 +98,7 @@ fn report_plain(result: anyhow::Result<String>) -> ExitCode {
 
 async fn run(
     config: Config,
-    mut signals: impl futures::Stream<Item = ()> + Unpin,
+    (mut signals, mut hangups): (impl futures::Stream<Item = ()> + Unpin, Hangups),
 ) -> anyhow::Result<()> {
     info!("dusk relay server starting");
     // A signal during start-up stops it too: nothing may leave the relay deaf to SIGTERM.
@@ -109,6 +109,14 @@ async fn run(
             return Ok(());
         }
     };
+    if let Some(reloader) = relay.certificate_reloader() {
+        tokio::spawn(async move {
+            while hangups.next().await.is_some() {
+                // Logged and counted by the reloader, whatever the outcome.
+                let _ = reloader.reload("SIGHUP");
+            }
+        });
+    }
     relay.run(signals).await;
     info!("dusk relay stopped");
     Ok(())
@@ -152,6 +160,29 @@ fn stop_signals() -> std::io::Result<impl futures::Stream<Item = ()> + Unpin> {
             Some(((), (interrupt, terminate)))
         },
     )))
+}
+
+type Hangups = std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send>>;
+
+/// SIGHUP reloads the WSS certificate. Installed at start, like the stop signals,
+/// because SIGHUP's default action would kill the relay.
+#[cfg(unix)]
+fn hangups() -> std::io::Result<Hangups> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hangup = signal(SignalKind::hangup())?;
+    Ok(Box::pin(futures::stream::unfold(
+        hangup,
+        |mut hangup| async move {
+            hangup.recv().await?;
+            info!("received SIGHUP: reloading the WSS certificate");
+            Some(((), hangup))
+        },
+    )))
+}
+
+#[cfg(not(unix))]
+fn hangups() -> std::io::Result<Hangups> {
+    Ok(Box::pin(futures::stream::pending()))
 }
 
 #[cfg(not(unix))]

@@ -52,9 +52,15 @@ pub struct Metrics {
     discover_requests: Family<OutcomeLabel, Counter>,
     connections: Family<TransportLabel, Gauge>,
     connections_refused: Counter,
+    certificate_reloads: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
+    /// The counter [`crate::cert_reload::CertificateReloader`] updates.
+    pub fn certificate_reloads(&self) -> Family<OutcomeLabel, Counter> {
+        self.certificate_reloads.clone()
+    }
+
     /// Registers every metric in `registry` under the `dusk_relay` prefix (libp2p's
     /// under `libp2p`).
     pub fn new(registry: &mut Registry) -> Metrics {
@@ -79,7 +85,13 @@ impl Metrics {
             discover_requests: Family::default(),
             connections: Family::default(),
             connections_refused: Counter::default(),
+            certificate_reloads: Family::default(),
         };
+        relay.register(
+            "certificate_reloads",
+            "WSS certificate reloads, by outcome (reloaded, unchanged, failed)",
+            metrics.certificate_reloads.clone(),
+        );
         relay.register(
             "reservations",
             "Peers holding a reservation",

@@ -19,12 +19,14 @@ use tokio::sync::{broadcast, oneshot};
 use tracing::{info, warn};
 
 use crate::behaviour::Behaviour;
+use crate::cert_reload::{CertificateReloader, Reloaded, ServedCertificate, WatchGuard};
 use crate::config::Config;
 use crate::events::{EventHandler, RelayEvent};
 use crate::http::{self, Health};
 use crate::identity::{self, IdentityError, Origin};
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsError};
+use crate::transport::WssTls;
 use crate::{defaults, transport};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,9 @@ pub struct Relay {
     listen_addrs: Vec<Multiaddr>,
     observers: broadcast::Sender<RelayEvent>,
     certificate_chain: Vec<CertificateDer<'static>>,
+    certificate_reloader: Option<CertificateReloader>,
+    /// Dropped when the relay stops: ends the certificate file watch.
+    _certificate_watch: Option<WatchGuard>,
     health: Arc<Health>,
     /// Set when draining; the relay behaviour then denies reservations.
     draining: Arc<AtomicBool>,
@@ -133,12 +138,15 @@ impl Relay {
                 );
             }
         }
-        let tls_server_config = tls.as_ref().map(|t| t.websocket_config()).transpose()?;
-        let certificate_chain = tls.map(|t| t.certs).unwrap_or_default();
+        let served = match &tls {
+            Some(material) => Some(ServedCertificate::new(material)?),
+            None => None,
+        };
+        let certificate_chain = tls.as_ref().map(|t| t.certs.clone()).unwrap_or_default();
 
         let transport = transport::build(
             &keypair,
-            tls_server_config,
+            served.as_ref().map(|s| WssTls::Serve(s.server_config())),
             defaults::CONNECTION_UPGRADE_TIMEOUT,
         )
         .map_err(|e| RelayError::Transport(e.to_string()))?;
@@ -158,6 +166,27 @@ impl Relay {
             .build();
 
         let (observers, _) = broadcast::channel(1024);
+        let certificate_reloader = match (served, &tls) {
+            (Some(served), Some(material)) => Some(CertificateReloader::new(
+                served,
+                material,
+                observers.clone(),
+                metrics.certificate_reloads(),
+            )),
+            _ => None,
+        };
+        let certificate_watch = match &certificate_reloader {
+            Some(reloader) => {
+                match reloader.watch() {
+                    Ok(guard) => Some(guard),
+                    Err(e) => {
+                        warn!("cannot watch the WSS certificate files ({e}); reload with SIGHUP instead");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let advertise_listen_addrs = config.external_addrs.is_empty();
         let mut events = EventHandler::new(
             peer_id,
@@ -279,7 +308,15 @@ impl Relay {
             listen_addrs,
             observers,
             certificate_chain,
+            certificate_reloader,
+            _certificate_watch: certificate_watch,
         })
+    }
+
+    /// Reloads the WSS certificate from its files (what SIGHUP does); `None` when WSS is
+    /// off. Clone it before [`Relay::run`] to reload while the relay runs.
+    pub fn certificate_reloader(&self) -> Option<CertificateReloader> {
+        self.certificate_reloader.clone()
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -382,6 +419,7 @@ impl Relay {
         let peer_id = self.peer_id();
         let listen_addrs = self.listen_addrs.clone();
         let certificate_chain = self.certificate_chain.clone();
+        let certificate_reloader = self.certificate_reloader.clone();
         let observers = self.observers.clone();
         let http_addr = self.http_addr;
         let task = tokio::spawn(self.run(signals));
@@ -389,6 +427,7 @@ impl Relay {
             peer_id,
             listen_addrs,
             certificate_chain,
+            certificate_reloader,
             http_addr,
             observers,
             stop: Some(stop),
@@ -425,6 +464,7 @@ pub struct RelayHandle {
     pub certificate_chain: Vec<CertificateDer<'static>>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
     pub http_addr: Option<SocketAddr>,
+    certificate_reloader: Option<CertificateReloader>,
     observers: broadcast::Sender<RelayEvent>,
     stop: Option<futures::channel::mpsc::UnboundedSender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -433,6 +473,13 @@ pub struct RelayHandle {
 impl RelayHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
         self.observers.subscribe()
+    }
+
+    /// What SIGHUP does to the binary: reload the WSS certificate from its files.
+    pub fn reload_certificate(&self) -> Option<Result<Reloaded, TlsError>> {
+        self.certificate_reloader
+            .as_ref()
+            .map(|reloader| reloader.reload("requested"))
     }
 
     /// What SIGTERM does to the binary: the first call starts a drain, the second

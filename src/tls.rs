@@ -7,9 +7,10 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use libp2p::multiaddr::Protocol;
-use libp2p::websocket;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -53,23 +54,23 @@ pub struct TlsMaterial {
 }
 
 impl TlsMaterial {
-    /// The TLS server configuration of the WSS listener.
-    pub fn websocket_config(&self) -> Result<websocket::tls::Config, TlsError> {
-        let der = self.key.secret_der().to_vec();
-        // `PrivateKey::new` panics where this fails; check first.
-        PrivateKeyDer::try_from(der.clone())
-            .map_err(|e| malformed(&self.key_path, e.to_string()))?;
-        let key = websocket::tls::PrivateKey::new(der);
-        let certs = self
-            .certs
-            .iter()
-            .map(|c| websocket::tls::Certificate::new(c.to_vec()));
-        websocket::tls::Config::new(key, certs).map_err(|e| TlsError::Mismatch {
-            cert: self.cert_path.clone(),
-            key: self.key_path.clone(),
-            reason: e.to_string(),
-        })
+    /// The chain and signing key rustls serves: fails if the key cannot sign (unsupported
+    /// algorithm) or does not belong to the certificate.
+    pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, TlsError> {
+        let provider = crypto_provider();
+        CertifiedKey::from_der(self.certs.clone(), self.key.clone_key(), &provider)
+            .map(Arc::new)
+            .map_err(|e| TlsError::Mismatch {
+                cert: self.cert_path.clone(),
+                key: self.key_path.clone(),
+                reason: e.to_string(),
+            })
     }
+}
+
+/// ring, as libp2p-websocket uses for its own TLS (QUIC brings aws-lc-rs separately).
+pub fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 /// Loads the configured certificate, or loads/creates the self-signed development one.
@@ -126,9 +127,9 @@ pub fn load(cert_path: &Path, key_path: &Path, self_signed: bool) -> Result<TlsM
         key,
         self_signed,
     };
-    // Builds the rustls server config once: a key that does not parse or does not match
-    // the certificate fails here, at start, not on the first WSS handshake.
-    material.websocket_config()?;
+    // A key that does not parse or does not match the certificate fails here, at start
+    // or reload, not on the first WSS handshake.
+    material.certified_key()?;
     Ok(material)
 }
 

@@ -206,8 +206,12 @@ impl Client {
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_other_transport(|key| {
-                dusk_relay::transport::build(key, Some(tls), Duration::from_secs(20))
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                dusk_relay::transport::build(
+                    key,
+                    Some(dusk_relay::transport::WssTls::Trust(tls)),
+                    Duration::from_secs(20),
+                )
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .expect("transport")
             .with_dns()
