@@ -305,14 +305,21 @@ impl Client {
 
     /// Connects to the relay directly.
     pub async fn connect(&mut self, relay_addr: &Multiaddr) {
+        if let Err(error) = self.try_connect(relay_addr).await {
+            panic!("cannot connect to relay: {error}")
+        }
+    }
+
+    /// Connects to the relay directly; `Err` with the reason if the connection fails.
+    pub async fn try_connect(&mut self, relay_addr: &Multiaddr) -> Result<(), String> {
         let addr = relay_addr.clone();
-        self.call(move |s| s.dial(addr)).await.expect("dial relay");
+        self.call(move |s| s.dial(addr))
+            .await
+            .map_err(|e| e.to_string())?;
         let relay = peer_of(relay_addr);
         self.next("connection to relay", |e| match e {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == relay => Some(()),
-            SwarmEvent::OutgoingConnectionError { error, .. } => {
-                panic!("cannot connect to relay: {error}")
-            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == relay => Some(Ok(())),
+            SwarmEvent::OutgoingConnectionError { error, .. } => Some(Err(error.to_string())),
             _ => None,
         })
         .await

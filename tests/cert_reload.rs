@@ -1,0 +1,167 @@
+//! WSS certificate reload without a restart: on request (what SIGHUP does), when the
+//! files change, and through the binary with a real SIGHUP. New WSS clients see the new
+//! certificate, established connections keep working, and an invalid pair leaves the
+//! old certificate serving.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use dusk_relay::cert_reload::Reloaded;
+use dusk_relay::RelayEvent;
+use libp2p::Multiaddr;
+use support::process::{relay_command, RelayProcess};
+use support::{exchange_both_ways, relay_event, Client, TestRelay, Transport};
+
+/// A self-signed certificate for 127.0.0.1, as PEM files and the DER clients trust.
+struct Cert {
+    cert_pem: String,
+    key_pem: String,
+    der: Vec<u8>,
+}
+
+fn new_cert() -> Cert {
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("generate certificate");
+    Cert {
+        cert_pem: cert.pem(),
+        key_pem: key_pair.serialize_pem(),
+        der: cert.der().to_vec(),
+    }
+}
+
+/// Writes the pair the way certbot's deploy does: each file replaced whole by a rename.
+fn install(dir: &Path, cert_pem: &str, key_pem: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("fullchain.pem"), dir.join("privkey.pem"));
+    for (path, text) in [(&key, key_pem), (&cert, cert_pem)] {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+    (cert, key)
+}
+
+async fn relay_serving(cert: &Cert) -> (TestRelay, tempfile::TempDir) {
+    let certs = tempfile::tempdir().unwrap();
+    let paths = install(certs.path(), &cert.cert_pem, &cert.key_pem);
+    let relay = TestRelay::start_with(|c| c.tls.cert_and_key = Some(paths)).await;
+    (relay, certs)
+}
+
+/// Whether a client trusting only `trusted` (and the web PKI) completes a WSS connection.
+async fn wss_accepts(addr: &Multiaddr, trusted: &Cert) -> Result<(), String> {
+    Client::new(Some(trusted.der.clone()))
+        .await
+        .try_connect(addr)
+        .await
+}
+
+#[tokio::test]
+async fn reload_serves_the_new_certificate_to_new_clients_and_keeps_old_connections() {
+    let (a, b) = (new_cert(), new_cert());
+    let (relay, certs) = relay_serving(&a).await;
+    let wss = relay.addr(Transport::Wss);
+
+    // A client of certificate A holds a reservation over WSS.
+    let mut old = Client::new(Some(a.der.clone())).await;
+    old.reserve(&wss).await;
+
+    install(certs.path(), &b.cert_pem, &b.key_pem);
+    // The file watch may have reloaded first; either way B is served from here on.
+    let outcome = relay.handle.reload_certificate().expect("WSS is on");
+    assert!(
+        matches!(outcome, Ok(Reloaded::Changed | Reloaded::Unchanged)),
+        "{outcome:?}"
+    );
+
+    assert!(
+        wss_accepts(&wss, &a).await.is_err(),
+        "certificate A is no longer served"
+    );
+    // A client of certificate B reaches the old client through its WSS reservation,
+    // made under certificate A, and both directions carry data.
+    let mut new = Client::new(Some(b.der.clone())).await;
+    new.connect(&wss).await;
+    new.dial_through(&wss, old.peer_id).await;
+    exchange_both_ways(&mut new, &mut old, 1024 * 1024).await;
+}
+
+#[tokio::test]
+async fn an_invalid_new_certificate_is_refused_naming_the_file_and_the_old_one_keeps_serving() {
+    let (a, b) = (new_cert(), new_cert());
+    let (relay, certs) = relay_serving(&a).await;
+    let wss = relay.addr(Transport::Wss);
+
+    for (cert_pem, key_pem, file) in [
+        ("not a certificate", a.key_pem.as_str(), "fullchain.pem"),
+        (a.cert_pem.as_str(), "not a key", "privkey.pem"),
+        // Valid files that do not belong together.
+        (a.cert_pem.as_str(), b.key_pem.as_str(), "privkey.pem"),
+    ] {
+        install(certs.path(), cert_pem, key_pem);
+        let error = relay
+            .handle
+            .reload_certificate()
+            .expect("WSS is on")
+            .expect_err("an unusable pair is refused");
+        assert!(error.to_string().contains(file), "{error}");
+        wss_accepts(&wss, &a)
+            .await
+            .expect("certificate A still served");
+    }
+}
+
+#[tokio::test]
+async fn a_changed_certificate_file_is_reloaded_without_a_signal() {
+    let (a, b) = (new_cert(), new_cert());
+    let (relay, certs) = relay_serving(&a).await;
+    let wss = relay.addr(Transport::Wss);
+    let mut events = relay.subscribe();
+
+    install(certs.path(), &b.cert_pem, &b.key_pem);
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::CertificateReloaded).then_some(())
+    })
+    .await;
+    wss_accepts(&wss, &b).await.expect("certificate B served");
+    assert!(wss_accepts(&wss, &a).await.is_err());
+
+    // A broken write is reported and does not replace B.
+    install(certs.path(), "garbage", "garbage");
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::CertificateReloadFailed).then_some(())
+    })
+    .await;
+    wss_accepts(&wss, &b)
+        .await
+        .expect("certificate B still served");
+}
+
+#[tokio::test]
+async fn binary_reloads_the_certificate_on_sighup() {
+    let (a, b) = (new_cert(), new_cert());
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = install(dir.path(), &a.cert_pem, &a.key_pem);
+    let mut command = relay_command(dir.path());
+    command
+        .env("DUSK_RELAY_TLS_CERT", &cert)
+        .env("DUSK_RELAY_TLS_KEY", &key);
+    let mut relay = RelayProcess::spawn(command);
+    let line = relay.line_containing("/tls/ws/").await;
+    let wss: Multiaddr = support::process::after(&line, "relay address:")
+        .parse()
+        .expect("a multiaddr");
+    wss_accepts(&wss, &a).await.expect("certificate A served");
+
+    install(dir.path(), &b.cert_pem, &b.key_pem);
+    relay.signal(libc::SIGHUP);
+    relay.line_containing("received SIGHUP").await;
+    // "reloaded (SIGHUP)", or "unchanged (SIGHUP)" if the file watch was first.
+    relay.line_containing("(SIGHUP)").await;
+    wss_accepts(&wss, &b).await.expect("certificate B served");
+    assert!(wss_accepts(&wss, &a).await.is_err());
+
+    relay.signal(libc::SIGTERM);
+    assert!(relay.exit_status().await.success());
+}
