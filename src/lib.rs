@@ -17,6 +17,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod relay;
+pub mod relayed_bytes;
 pub mod settings;
 pub mod tls;
 pub mod transport;

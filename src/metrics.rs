@@ -53,9 +53,15 @@ pub struct Metrics {
     connections: Family<TransportLabel, Gauge>,
     connections_refused: Counter,
     certificate_reloads: Family<OutcomeLabel, Counter>,
+    relayed_bytes: Counter,
 }
 
 impl Metrics {
+    /// The counter [`crate::relayed_bytes`] updates from inside every connection.
+    pub fn relayed_bytes(&self) -> Counter {
+        self.relayed_bytes.clone()
+    }
+
     /// The counter [`crate::cert_reload::CertificateReloader`] updates.
     pub fn certificate_reloads(&self) -> Family<OutcomeLabel, Counter> {
         self.certificate_reloads.clone()
@@ -86,7 +92,13 @@ impl Metrics {
             connections: Family::default(),
             connections_refused: Counter::default(),
             certificate_reloads: Family::default(),
+            relayed_bytes: Counter::default(),
         };
+        relay.register(
+            "relayed_bytes",
+            "Bytes forwarded through circuits, both directions (plus circuit handshakes)",
+            metrics.relayed_bytes.clone(),
+        );
         relay.register(
             "certificate_reloads",
             "WSS certificate reloads, by outcome (reloaded, unchanged, failed)",

@@ -27,7 +27,7 @@ use crate::identity::{self, IdentityError, Origin};
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsError};
 use crate::transport::WssTls;
-use crate::{defaults, transport};
+use crate::{defaults, relayed_bytes, transport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -144,17 +144,18 @@ impl Relay {
         };
         let certificate_chain = tls.as_ref().map(|t| t.certs.clone()).unwrap_or_default();
 
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::new(&mut registry);
         let transport = transport::build(
             &keypair,
             served.as_ref().map(|s| WssTls::Serve(s.server_config())),
             defaults::CONNECTION_UPGRADE_TIMEOUT,
         )
         .map_err(|e| RelayError::Transport(e.to_string()))?;
+        let transport = relayed_bytes::instrument(transport, metrics.relayed_bytes());
         let draining = Arc::new(AtomicBool::new(false));
         let behaviour = Behaviour::with_drain_gate(&keypair, &config, draining.clone());
         let idle_timeout = config.idle_connection_timeout;
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = Metrics::new(&mut registry);
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_other_transport(|_| transport)

@@ -47,6 +47,7 @@ async fn metrics_follow_reservations_circuits_and_registrations_without_private_
     let before = scrape(addr).await;
     assert_eq!(value(&before, "dusk_relay_reservations"), 0.0);
     assert_eq!(value(&before, "dusk_relay_circuits"), 0.0);
+    assert_eq!(value(&before, "dusk_relay_relayed_bytes_total"), 0.0);
     assert!(before
         .samples
         .iter()
@@ -78,6 +79,14 @@ async fn metrics_follow_reservations_circuits_and_registrations_without_private_
     assert_eq!(value(&after, "dusk_relay_circuits"), 1.0);
     assert_eq!(value(&after, "dusk_relay_circuits_opened_total"), 1.0);
     assert_eq!(value(&after, "dusk_relay_rendezvous_registrations"), 1.0);
+    // 256 KiB each way, plus the end-to-end connection's own noise and yamux framing
+    // and handshakes, which the relay forwards too.
+    let relayed = value(&after, "dusk_relay_relayed_bytes_total");
+    let payload = 2.0 * 256.0 * 1024.0;
+    assert!(
+        relayed >= payload && relayed < payload + 64.0 * 1024.0,
+        "relayed {relayed} bytes for {payload} bytes of payload"
+    );
     let connections: Vec<_> = after
         .samples
         .iter()

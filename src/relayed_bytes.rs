@@ -1,0 +1,215 @@
+//! Counts the bytes the relay forwards through circuits.
+//!
+//! libp2p's relay copies bytes between a circuit's two streams (the source's HOP stream
+//! and the destination's STOP stream) inside its own handler and reports no byte counts.
+//! So the relay's connections are wrapped: every substream is watched until its first
+//! bytes read show which protocol multistream-select negotiated on it, and on circuit
+//! streams every byte read is counted. Each forwarded byte is read exactly once (from
+//! the HOP stream going one way, from the STOP stream going the other), so the count is
+//! the relayed traffic plus the few hundred bytes of each circuit's and reservation's
+//! handshake.
+
+use std::io::{self, IoSliceMut};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use futures::{AsyncRead, AsyncWrite};
+use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox, StreamMuxerEvent, SubstreamBox};
+use libp2p::core::transport::Boxed;
+use libp2p::{PeerId, Transport};
+use prometheus_client::metrics::counter::Counter;
+
+/// The prefix shared by HOP and STOP protocol ids; it shows up in the first bytes read
+/// on both legs (the source proposes HOP; the destination echoes STOP).
+const CIRCUIT_PROTOCOL_PREFIX: &[u8] = b"/libp2p/circuit/relay/0.2.0/";
+
+/// multistream-select's header and the protocol id fit in this; a stream that has not
+/// shown a circuit protocol id by then is something else.
+const SNIFF_LIMIT: usize = 128;
+
+/// Wraps every connection of `transport` so bytes read on circuit streams count in
+/// `relayed`.
+pub fn instrument(
+    transport: Boxed<(PeerId, StreamMuxerBox)>,
+    relayed: Counter,
+) -> Boxed<(PeerId, StreamMuxerBox)> {
+    transport
+        .map(move |(peer, muxer), _| {
+            let muxer = CountingMuxer {
+                inner: muxer,
+                relayed: relayed.clone(),
+            };
+            (peer, StreamMuxerBox::new(muxer))
+        })
+        .boxed()
+}
+
+struct CountingMuxer {
+    inner: StreamMuxerBox,
+    relayed: Counter,
+}
+
+impl StreamMuxer for CountingMuxer {
+    type Substream = CountingStream;
+    type Error = io::Error;
+
+    fn poll_inbound(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        let inner = ready!(Pin::new(&mut self.inner).poll_inbound(cx))?;
+        Poll::Ready(Ok(CountingStream::new(inner, self.relayed.clone())))
+    }
+
+    fn poll_outbound(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        let inner = ready!(Pin::new(&mut self.inner).poll_outbound(cx))?;
+        Poll::Ready(Ok(CountingStream::new(inner, self.relayed.clone())))
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}
+
+enum Kind {
+    /// Still reading the negotiation: the first bytes read so far.
+    Unknown(Vec<u8>),
+    Circuit,
+    Other,
+}
+
+struct CountingStream {
+    inner: SubstreamBox,
+    kind: Kind,
+    relayed: Counter,
+}
+
+impl CountingStream {
+    fn new(inner: SubstreamBox, relayed: Counter) -> Self {
+        CountingStream {
+            inner,
+            kind: Kind::Unknown(Vec::new()),
+            relayed,
+        }
+    }
+
+    fn count(&mut self, read: &[u8]) {
+        match &mut self.kind {
+            Kind::Circuit => {
+                self.relayed.inc_by(read.len() as u64);
+            }
+            Kind::Other => {}
+            Kind::Unknown(seen) => {
+                let room = SNIFF_LIMIT.saturating_sub(seen.len());
+                seen.extend_from_slice(&read[..read.len().min(room)]);
+                if contains(seen, CIRCUIT_PROTOCOL_PREFIX) {
+                    self.relayed.inc_by((seen.len() + read.len().saturating_sub(room)) as u64);
+                    self.kind = Kind::Circuit;
+                } else if seen.len() >= SNIFF_LIMIT {
+                    self.kind = Kind::Other;
+                }
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+impl AsyncRead for CountingStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        self.count(&buf[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_read_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_read_vectored(cx, bufs))?;
+        let mut left = n;
+        for buf in bufs.iter() {
+            let take = left.min(buf.len());
+            // Copy out so `count` can borrow `self` mutably.
+            let chunk = buf[..take].to_vec();
+            self.count(&chunk);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for CountingStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counted(reads: &[&[u8]]) -> u64 {
+        let counter = Counter::default();
+        let inner = SubstreamBox::new(futures::io::Cursor::new(Vec::new()));
+        let mut stream = CountingStream::new(inner, counter.clone());
+        for read in reads {
+            stream.count(read);
+        }
+        counter.get()
+    }
+
+    #[test]
+    fn only_streams_that_negotiate_a_circuit_protocol_are_counted() {
+        let hop: &[u8] = b"\x13/multistream/1.0.0\n\x20/libp2p/circuit/relay/0.2.0/hop\n";
+        let data = [7u8; 1000];
+        assert_eq!(counted(&[hop, &data]), (hop.len() + data.len()) as u64);
+        // The protocol id split across reads, and data in the same read.
+        let (a, b) = hop.split_at(30);
+        let b_and_data = [b, &data[..]].concat();
+        assert_eq!(counted(&[a, &b_and_data]), (hop.len() + data.len()) as u64);
+
+        let ping: &[u8] = b"\x13/multistream/1.0.0\n\x11/ipfs/ping/1.0.0\n";
+        assert_eq!(counted(&[ping, &data, hop]), 0);
+    }
+}
