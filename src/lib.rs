@@ -18,6 +18,7 @@ pub mod identity;
 pub mod metrics;
 pub mod relay;
 pub mod relayed_bytes;
+pub mod rendezvous;
 pub mod settings;
 pub mod tls;
 pub mod transport;

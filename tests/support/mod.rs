@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses part of this module
 
 pub mod process;
+pub mod redis;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};

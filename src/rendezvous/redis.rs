@@ -1,0 +1,1 @@
+//! Redis/Valkey registration store (in progress).

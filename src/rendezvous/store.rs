@@ -1,0 +1,96 @@
+//! Where registrations live: behind a small trait so one relay keeps them in memory
+//! and a fleet of relays shares them in Redis/Valkey.
+//!
+//! Every registration gets a sequence number, increasing across the whole store (and so
+//! across every relay sharing it). A discover returns registrations with a sequence
+//! number above the one in the client's cookie, in order: pagination works on any relay
+//! of the fleet, and a re-registration (new number) shows up again to cookie holders.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use libp2p::PeerId;
+
+/// A registration the server has validated and wants stored.
+#[derive(Debug, Clone)]
+pub struct NewRegistration {
+    pub namespace: String,
+    pub peer: PeerId,
+    /// The signed peer record, as the client sent it (protobuf `SignedEnvelope`).
+    pub record: Vec<u8>,
+    pub ttl: Duration,
+}
+
+/// A registration as a discover returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRegistration {
+    pub namespace: String,
+    pub peer: PeerId,
+    pub record: Vec<u8>,
+    /// Seconds left before it expires (at least 1).
+    pub ttl_secs: u64,
+    /// Its place in the store's order; cookies carry the last one a client has seen.
+    pub seq: u64,
+}
+
+/// Registration caps, checked by the store because only it knows the counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// Registrations of one peer, all namespaces together.
+    pub per_peer: usize,
+    /// Registrations in the whole store.
+    pub total: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// Stored; replaces the peer's earlier registration in the namespace, if any.
+    Registered,
+    /// The peer holds `Caps::per_peer` registrations (a re-registration always fits).
+    PeerFull,
+    /// The store holds `Caps::total` registrations.
+    StoreFull,
+}
+
+/// One page of a discover.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// In increasing `seq` order; at most the limit asked for.
+    pub registrations: Vec<StoredRegistration>,
+}
+
+/// The store cannot answer now (Redis down or slow). The server answers
+/// `E_UNAVAILABLE`; the relay keeps relaying.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("rendezvous store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// A registration store. Futures are `'static` so the server can poll many at once
+/// without borrowing the store.
+pub trait Store: Send + Sync + 'static {
+    /// Stores `registration`, replacing the peer's registration in that namespace.
+    fn register(
+        &self,
+        registration: NewRegistration,
+        caps: Caps,
+    ) -> BoxFuture<'static, Result<RegisterOutcome, StoreError>>;
+
+    /// Removes the peer's registration in `namespace`; no error if there is none.
+    fn unregister(
+        &self,
+        namespace: String,
+        peer: PeerId,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Live registrations in `namespace` (all namespaces if `None`) with `seq > after`,
+    /// in `seq` order, at most `limit`.
+    fn discover(
+        &self,
+        namespace: Option<String>,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Page, StoreError>>;
+
+    /// Live registrations in the store.
+    fn count(&self) -> BoxFuture<'static, Result<usize, StoreError>>;
+}
