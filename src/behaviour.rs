@@ -1,5 +1,5 @@
 //! The relay's one `NetworkBehaviour`: connection caps, circuit relay v2 (server),
-//! rendezvous (server), identify and ping. No dcutr, autonat or kad: the relay is the
+//! rendezvous (our own server, [`crate::rendezvous`]), identify and ping. No dcutr, autonat or kad: the relay is the
 //! only path between dusk peers and learns nothing it does not need.
 
 use std::num::NonZeroU32;
@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, identify, ping, relay, rendezvous};
+use libp2p::{connection_limits, identify, ping, relay};
 
 use crate::config::Config;
 use crate::defaults;
+use crate::rendezvous::{self, MemoryStore, Store};
 
 /// The token buckets of libp2p's relay refill over this window; our rates are per minute.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -22,19 +23,31 @@ pub struct Behaviour {
     /// First, so a connection over the caps is refused before any other behaviour sees it.
     pub connection_limits: connection_limits::Behaviour,
     pub relay: relay::Behaviour,
-    pub rendezvous: rendezvous::server::Behaviour,
+    pub rendezvous: rendezvous::Server,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
 }
 
 impl Behaviour {
+    /// With an in-memory rendezvous store and no drain gate.
     pub fn new(keypair: &Keypair, config: &Config) -> Self {
-        Self::with_drain_gate(keypair, config, Arc::default())
+        Self::with_drain_gate(
+            keypair,
+            config,
+            Arc::new(MemoryStore::new()),
+            Arc::default(),
+        )
     }
 
     /// While `draining` is true, reservation requests are denied
-    /// (`RESOURCE_LIMIT_EXCEEDED`); circuits and everything else carry on.
-    pub fn with_drain_gate(keypair: &Keypair, config: &Config, draining: Arc<AtomicBool>) -> Self {
+    /// (`RESOURCE_LIMIT_EXCEEDED`) and rendezvous registrations too (`E_UNAVAILABLE`);
+    /// circuits, discovery and everything else carry on.
+    pub fn with_drain_gate(
+        keypair: &Keypair,
+        config: &Config,
+        store: Arc<dyn Store>,
+        draining: Arc<AtomicBool>,
+    ) -> Self {
         let limits = &config.connection_limits;
         let connection_limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
@@ -51,13 +64,10 @@ impl Behaviour {
                 .with_hide_listen_addrs(true),
         );
 
-        let rendezvous_limits = &config.rendezvous;
-        let rendezvous = rendezvous::server::Behaviour::new(
-            rendezvous::server::Config::default()
-                .with_min_ttl(rendezvous_limits.min_ttl_secs)
-                .with_max_ttl(rendezvous_limits.max_ttl_secs)
-                .with_max_registration_per_peer(rendezvous_limits.max_registrations_per_peer)
-                .with_max_registration_total(rendezvous_limits.max_registrations),
+        let rendezvous = rendezvous::Server::new(
+            store,
+            rendezvous::Policy::from_limits(&config.rendezvous),
+            draining.clone(),
         );
 
         Behaviour {

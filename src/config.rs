@@ -118,6 +118,37 @@ pub struct RendezvousLimits {
     pub max_ttl_secs: u64,
     pub max_registrations_per_peer: usize,
     pub max_registrations: usize,
+    /// Accept signed records holding addresses that are not `/p2p-circuit`. Off: such
+    /// records would reveal the registrant's IP to every discoverer.
+    pub allow_direct_addresses: bool,
+    pub store: RendezvousStore,
+}
+
+/// Where rendezvous registrations live.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RendezvousStore {
+    /// In this process (default): nothing to set up; lost on restart.
+    #[default]
+    Memory,
+    /// A Redis/Valkey URL shared by a fleet of relays.
+    Redis(String),
+}
+
+impl std::str::FromStr for RendezvousStore {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            Ok(RendezvousStore::Memory)
+        } else if s.starts_with("redis://")
+            || s.starts_with("rediss://")
+            || s.starts_with("valkey://")
+        {
+            Ok(RendezvousStore::Redis(s.to_owned()))
+        } else {
+            Err("expected memory, or a redis://host:port URL".into())
+        }
+    }
 }
 
 /// A configuration value the relay cannot start with.
@@ -179,6 +210,8 @@ impl Default for Config {
                 max_ttl_secs: defaults::RENDEZVOUS_MAX_TTL_SECS,
                 max_registrations_per_peer: defaults::RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER,
                 max_registrations: defaults::RENDEZVOUS_MAX_REGISTRATIONS,
+                allow_direct_addresses: false,
+                store: RendezvousStore::Memory,
             },
             metrics_addr: Some(SocketAddr::new(
                 defaults::METRICS_IP,
@@ -434,6 +467,11 @@ impl Config {
                 "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
                 d.rendezvous.max_registrations,
             )?,
+            allow_direct_addresses: vars.parse(
+                "DUSK_RELAY_RENDEZVOUS_ALLOW_DIRECT_ADDRS",
+                d.rendezvous.allow_direct_addresses,
+            )?,
+            store: vars.parse("DUSK_RELAY_RENDEZVOUS_STORE", d.rendezvous.store.clone())?,
         };
         if rendezvous.min_ttl_secs > rendezvous.max_ttl_secs {
             return Err(vars.invalid(
@@ -632,6 +670,12 @@ impl Config {
                 int(z.max_registrations_per_peer as u64)
             }
             "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS" => int(z.max_registrations as u64),
+            "DUSK_RELAY_RENDEZVOUS_ALLOW_DIRECT_ADDRS" => Value::Boolean(z.allow_direct_addresses),
+            // A Redis URL may carry a password: printed redacted.
+            "DUSK_RELAY_RENDEZVOUS_STORE" => Value::String(match &z.store {
+                RendezvousStore::Memory => "memory".into(),
+                RendezvousStore::Redis(url) => crate::rendezvous::redis::redact(url),
+            }),
             _ => return None,
         })
     }

@@ -7,12 +7,13 @@
 use std::collections::HashSet;
 
 use libp2p::swarm::{ListenError, SwarmEvent};
-use libp2p::{connection_limits, multiaddr::Protocol, relay, rendezvous, Multiaddr, PeerId, Swarm};
+use libp2p::{connection_limits, multiaddr::Protocol, relay, Multiaddr, PeerId, Swarm};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::metrics::Metrics;
+use crate::rendezvous;
 
 /// What the relay did, for observers. Carries no addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,12 +47,9 @@ pub enum RelayEvent {
     RegistrationRefused {
         peer: PeerId,
         namespace: String,
+        status: crate::rendezvous::ResponseStatus,
     },
     Unregistered {
-        peer: PeerId,
-        namespace: String,
-    },
-    RegistrationExpired {
         peer: PeerId,
         namespace: String,
     },
@@ -81,7 +79,8 @@ pub struct EventHandler {
     /// reserving on two connections counts once.
     reservations: HashSet<PeerId>,
     circuits: usize,
-    registrations: HashSet<(PeerId, String)>,
+    /// Registrations in the rendezvous store, as last reported by it.
+    registrations: usize,
     observers: broadcast::Sender<RelayEvent>,
     metrics: Metrics,
 }
@@ -102,7 +101,7 @@ impl EventHandler {
             max_connections,
             reservations: HashSet::new(),
             circuits: 0,
-            registrations: HashSet::new(),
+            registrations: 0,
             observers,
             metrics,
         }
@@ -312,64 +311,76 @@ impl EventHandler {
         }
     }
 
-    fn on_rendezvous(&mut self, event: rendezvous::server::Event) {
-        use rendezvous::server::Event;
+    fn on_rendezvous(&mut self, event: rendezvous::Event) {
+        use rendezvous::Event;
         match event {
-            Event::PeerRegistered { peer, registration } => {
-                let namespace = registration.namespace.to_string();
-                self.registrations.insert((peer, namespace.clone()));
+            Event::Registered {
+                peer,
+                namespace,
+                ttl,
+                total,
+            } => {
+                if let Some(total) = total {
+                    self.registrations = total;
+                }
                 info!(
-                    "rendezvous registration accepted for peer {peer} (ttl {}s, total registrations: {})",
-                    registration.ttl,
-                    self.registrations.len()
+                    "rendezvous registration accepted for peer {peer} (ttl {ttl}s, total registrations: {})",
+                    self.registrations
                 );
                 self.metrics
-                    .register_request("accepted".into(), self.registrations.len());
+                    .register_request("OK".into(), self.registrations);
                 // Namespaces name communities: membership stays out of info logs.
                 debug!(%peer, %namespace, "registered");
                 self.emit(RelayEvent::Registered { peer, namespace });
             }
-            Event::PeerNotRegistered {
+            Event::RegisterRefused {
                 peer,
                 namespace,
-                error,
+                status,
+                reason,
             } => {
-                info!("rendezvous registration refused for peer {peer}: {error:?}");
+                info!(
+                    "rendezvous registration refused for peer {peer}: {}: {reason}",
+                    status.name()
+                );
                 self.metrics
-                    .register_request(format!("{error:?}"), self.registrations.len());
+                    .register_request(status.name().into(), self.registrations);
                 self.emit(RelayEvent::RegistrationRefused {
                     peer,
-                    namespace: namespace.to_string(),
+                    namespace: namespace.unwrap_or_default(),
+                    status,
                 });
             }
-            Event::PeerUnregistered { peer, namespace } => {
-                let namespace = namespace.to_string();
-                self.registrations.remove(&(peer, namespace.clone()));
+            Event::Unregistered {
+                peer,
+                namespace,
+                total,
+            } => {
+                if let Some(total) = total {
+                    self.registrations = total;
+                }
                 info!(
                     "rendezvous unregistration for peer {peer} (total registrations: {})",
-                    self.registrations.len()
+                    self.registrations
                 );
-                self.metrics.set_registrations(self.registrations.len());
+                self.metrics.set_registrations(self.registrations);
                 self.emit(RelayEvent::Unregistered { peer, namespace });
             }
-            Event::RegistrationExpired(registration) => {
-                let peer = registration.record.peer_id();
-                let namespace = registration.namespace.to_string();
-                self.registrations.remove(&(peer, namespace.clone()));
-                debug!(%peer, "rendezvous registration expired");
-                self.metrics.set_registrations(self.registrations.len());
-                self.emit(RelayEvent::RegistrationExpired { peer, namespace });
+            Event::Discovered { peer, returned } => {
+                self.metrics.discover_request("OK".into());
+                debug!(%peer, returned, "rendezvous discover served")
             }
-            Event::DiscoverServed {
-                enquirer,
-                registrations,
+            Event::DiscoverRefused {
+                peer,
+                status,
+                reason,
             } => {
-                self.metrics.discover_request("served".into());
-                debug!(peer = %enquirer, found = registrations.len(), "rendezvous discover served")
+                self.metrics.discover_request(status.name().into());
+                debug!(%peer, status = status.name(), reason, "rendezvous discover refused")
             }
-            Event::DiscoverNotServed { enquirer, error } => {
-                self.metrics.discover_request(format!("{error:?}"));
-                debug!(peer = %enquirer, ?error, "rendezvous discover refused")
+            Event::Counted(total) => {
+                self.registrations = total;
+                self.metrics.set_registrations(total);
             }
         }
     }

@@ -20,11 +20,13 @@ use tracing::{info, warn};
 
 use crate::behaviour::Behaviour;
 use crate::cert_reload::{CertificateReloader, Reloaded, ServedCertificate, WatchGuard};
-use crate::config::Config;
+use crate::config::{Config, RendezvousStore};
 use crate::events::{EventHandler, RelayEvent};
 use crate::http::{self, Health};
 use crate::identity::{self, IdentityError, Origin};
 use crate::metrics::Metrics;
+use crate::rendezvous::redis::{self, RedisStore};
+use crate::rendezvous::{MemoryStore, Store, StoreError};
 use crate::tls::{self, TlsError};
 use crate::transport::WssTls;
 use crate::{defaults, relayed_bytes, transport};
@@ -35,6 +37,8 @@ pub enum RelayError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    RendezvousStore(#[from] StoreError),
     #[error("cannot set up the transport: {0}")]
     Transport(String),
     #[error(
@@ -114,6 +118,26 @@ impl Relay {
     /// every configured listener. Returns when every listener is bound and each one on a
     /// specific IP has reported its address.
     pub async fn bind(config: Config) -> Result<Relay, RelayError> {
+        let store: Arc<dyn Store> = match &config.rendezvous.store {
+            RendezvousStore::Memory => Arc::new(MemoryStore::new()),
+            RendezvousStore::Redis(url) => {
+                let store = RedisStore::connect(url).await?;
+                info!(
+                    "rendezvous store: {} (shared with other relays)",
+                    redis::redact(url)
+                );
+                Arc::new(store)
+            }
+        };
+        Self::bind_with_store(config, store).await
+    }
+
+    /// [`Relay::bind`] with a rendezvous store of the caller's (the configured one is
+    /// ignored): for embedders and tests.
+    pub async fn bind_with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Relay, RelayError> {
         let (keypair, origin) = identity::load_or_create(&config.keypair_path)?;
         let peer_id = keypair.public().to_peer_id();
         let probe_peer_id = identity::probe_keypair(&keypair).map(|k| k.public().to_peer_id());
@@ -154,7 +178,7 @@ impl Relay {
         .map_err(|e| RelayError::Transport(e.to_string()))?;
         let transport = relayed_bytes::instrument(transport, metrics.relayed_bytes());
         let draining = Arc::new(AtomicBool::new(false));
-        let behaviour = Behaviour::with_drain_gate(&keypair, &config, draining.clone());
+        let behaviour = Behaviour::with_drain_gate(&keypair, &config, store, draining.clone());
         let idle_timeout = config.idle_connection_timeout;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()

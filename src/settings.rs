@@ -195,6 +195,16 @@ pub const SETTINGS: &[Setting] = &[
         "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
         "registrations, all peers together",
     ),
+    setting(
+        "rendezvous.allow_direct_addrs",
+        "DUSK_RELAY_RENDEZVOUS_ALLOW_DIRECT_ADDRS",
+        "true: accept records with non-/p2p-circuit addresses, revealing registrants' IPs",
+    ),
+    setting(
+        "rendezvous.store",
+        "DUSK_RELAY_RENDEZVOUS_STORE",
+        "memory, or redis://[:password@]host:6379 shared by a fleet of relays",
+    ),
 ];
 
 /// Read by the binary to find the file layer; not itself a setting.
@@ -398,7 +408,7 @@ fn toml_to_text(value: &toml::Value) -> Result<String, &'static str> {
             }
         }
         toml::Value::Float(_) => Err("expected a whole number"),
-        toml::Value::Boolean(_) => Err("expected a number or a string, not true/false"),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
         toml::Value::Datetime(_) => Err("expected a number or a string, not a date"),
         toml::Value::Table(_) => Err("expected a value, not a table"),
     }

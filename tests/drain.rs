@@ -52,6 +52,15 @@ async fn drain_keeps_circuits_flowing_refuses_reservations_and_stops_at_the_dead
     let refused = late.try_reserve(&relay.addr(Transport::Tcp)).await;
     assert!(refused.is_err(), "reservation accepted while draining");
 
+    // So is a new rendezvous registration (A holds a reservation, so it has a circuit
+    // address to register), with E_UNAVAILABLE.
+    let registered = register(&mut a, relay.peer_id(), "dusk/peers", None).await;
+    assert_eq!(
+        registered,
+        Err(libp2p::rendezvous::ErrorCode::Unavailable),
+        "registration accepted while draining"
+    );
+
     // The circuit is still open, so the relay stops when the deadline passes.
     let circuits = relay_event(&mut events, |e| match e {
         RelayEvent::DrainDeadline { circuits } => Some(*circuits),

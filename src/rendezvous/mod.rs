@@ -2,9 +2,15 @@
 //! rust-libp2p's rendezvous client, with dusk's privacy policy, spec-true limits and a
 //! pluggable registration store.
 
+mod codec;
 pub mod memory;
+pub mod proto;
 pub mod redis;
+pub mod server;
 pub mod store;
 
+pub use codec::{MAX_MESSAGE_BYTES, PROTOCOL};
 pub use memory::MemoryStore;
+pub use proto::ResponseStatus;
+pub use server::{Event, Policy, Server};
 pub use store::{Store, StoreError};

@@ -1,1 +1,548 @@
-//! Redis/Valkey registration store (in progress).
+//! The fleet store: registrations in Redis/Valkey, shared by every relay pointed at the
+//! same server, so a client registered on one relay is discovered on any other and a
+//! cookie from one relay paginates on the next.
+//!
+//! # Key layout
+//!
+//! Every key starts with [`PREFIX`] so the store can share a Redis with other data.
+//! A registration is identified by its *member* `<peer>:<namespace>`: peer ids are
+//! base58 and never contain `:`, so the first `:` splits a member unambiguously whatever
+//! the namespace holds (the encoding is injective, and the scripts can recover both
+//! halves from a member without a lookup).
+//!
+//! | key                      | type       | content                                            |
+//! |--------------------------|------------|----------------------------------------------------|
+//! | `dusk:rdv:seq`           | string     | the global sequence counter (`INCR`)               |
+//! | `dusk:rdv:reg:<member>`  | string     | the signed record, binary as sent, with `PX` = TTL |
+//! | `dusk:rdv:all`           | sorted set | member → seq: discover across all namespaces       |
+//! | `dusk:rdv:ns:<ns>`       | sorted set | peer → seq: discover in one namespace              |
+//! | `dusk:rdv:peer:<peer>`   | set        | the peer's namespaces: the per-peer cap            |
+//! | `dusk:rdv:exp`           | sorted set | member → expiry (ms): liveness, the total cap, sweep |
+//!
+//! Why this shape:
+//! - Discover pages by sequence number, so both indexes are scored by seq and a page is
+//!   one `ZRANGEBYSCORE (after +inf LIMIT`, on any relay.
+//! - Redis expires the record key by itself, but sorted-set members cannot expire, so
+//!   `exp` says when each member dies. It is the one source of truth for liveness (a
+//!   member is live while its expiry is after the script's `TIME` and its record key
+//!   exists): the live count is an O(log n) `ZCOUNT`, exact even before cleanup runs.
+//! - Cleanup is lazy: every operation first drops up to [`SWEEP_BATCH`] expired members
+//!   from every index (the oldest first), and discover drops any dead member it meets
+//!   and keeps reading to fill the page. Each register adds one member and sweeps up to
+//!   [`SWEEP_BATCH`], so memory stays bounded; the per-namespace and per-peer keys also
+//!   carry a Redis expiry no earlier than their longest-lived member's, so an index whose
+//!   members all died vanishes even if nothing sweeps it.
+//! - Each operation is one Lua script, so it is atomic across relays (caps cannot be
+//!   overshot by two relays registering at once), and "now" is the Redis server's
+//!   `TIME`, not the relays' clocks, which may differ.
+//! - When the counter key is missing (a fresh Redis, or one restarted without
+//!   persistence), it starts at the current time in milliseconds instead of 0: clients
+//!   hold cookies with numbers from before the loss, and numbers restarting at 1 would
+//!   hide every new registration from them. (This holds while the fleet registers fewer
+//!   than 1000 times a second on average.)
+//!
+//! Needs Redis ≥ 5 or Valkey (scripts replicate their effects, which lets them read
+//! `TIME` before writing), standalone (not cluster: the scripts touch keys they find
+//! while running), with `maxmemory-policy noeviction` (an evicted record reads as expired).
+//!
+//! # Redis down
+//!
+//! Every operation fails with [`StoreError`] within [`OPERATION_TIMEOUT`], never hangs or
+//! panics; the rendezvous server answers `E_UNAVAILABLE` and the relay keeps relaying.
+//! The [`ConnectionManager`] reconnects in the background, so the same store works again
+//! as soon as Redis is back.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt};
+use libp2p::PeerId;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
+
+use super::store::{
+    Caps, NewRegistration, Page, RegisterOutcome, Store, StoreError, StoredRegistration,
+};
+
+/// A Redis on the operator's network accepts a connection in milliseconds; one that
+/// takes a second is unreachable, and waiting longer only delays `E_UNAVAILABLE`.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// The scripts do O(page) work and answer in milliseconds; a second means Redis is stuck.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// One retry rides out a blip during a reconnect; more would outlast the operation timeout.
+const RECONNECT_RETRIES: usize = 1;
+/// Backoff before that retry: short, as a refused loopback connection fails at once.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
+/// Backoff cap, so retries stay within the operation timeout.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+/// Hard bound on any operation, reconnects included: below the server's 2 s store
+/// timeout, so the client hears this store's reason rather than a generic one.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Every key of the store starts with this.
+pub const PREFIX: &str = "dusk:rdv:";
+/// Expired registrations each operation removes before its own work: enough to keep
+/// up with registrations (one each), small enough not to stall Redis.
+const SWEEP_BATCH: usize = 100;
+/// TTLs are clamped to this (about 100 years) so expiry times stay exact in Lua's doubles.
+const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+/// Discover pages are clamped to this; the server asks for at most 1000.
+const MAX_LIMIT: usize = 1 << 30;
+
+/// Helpers every script starts with. `ARGV[1]` is the key prefix, `ARGV[2]` the sweep
+/// batch.
+macro_rules! lua_prelude {
+    () => {
+        r#"
+local P = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Integers as Redis arguments, without Lua's exponent notation.
+local function int(x) return string.format('%.0f', x) end
+-- Removes the registration (peer, ns) from every key.
+local function drop(peer, ns)
+  local member = peer .. ':' .. ns
+  redis.call('DEL', P .. 'reg:' .. member)
+  redis.call('ZREM', P .. 'all', member)
+  redis.call('ZREM', P .. 'ns:' .. ns, peer)
+  redis.call('SREM', P .. 'peer:' .. peer, ns)
+  redis.call('ZREM', P .. 'exp', member)
+end
+-- The record and expiry of (peer, ns) if it is live; otherwise drops its leftovers.
+local function live(peer, ns)
+  local member = peer .. ':' .. ns
+  local expires = redis.call('ZSCORE', P .. 'exp', member)
+  if expires and tonumber(expires) > now then
+    local record = redis.call('GET', P .. 'reg:' .. member)
+    if record then return record, tonumber(expires) end
+  end
+  drop(peer, ns)
+  return nil
+end
+-- Drops up to n expired registrations, the oldest first.
+local function sweep(n)
+  local dead = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', int(now), 'LIMIT', 0, n)
+  for _, member in ipairs(dead) do
+    local i = string.find(member, ':', 1, true)
+    if i then
+      drop(string.sub(member, 1, i - 1), string.sub(member, i + 1))
+    else
+      redis.call('ZREM', P .. 'exp', member)
+    end
+  end
+end
+sweep(tonumber(ARGV[2]))
+"#
+    };
+}
+
+/// ARGV: prefix, sweep, namespace, peer, record, ttl ms, per-peer cap, total cap.
+/// Returns 0 registered, 1 peer full, 2 store full.
+static REGISTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        lua_prelude!(),
+        r#"
+local ns, peer, record = ARGV[3], ARGV[4], ARGV[5]
+local ttl, per_peer, total = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+-- A re-registration always fits; a new one must fit both caps.
+if not live(peer, ns) then
+  local held = 0
+  for _, other in ipairs(redis.call('SMEMBERS', P .. 'peer:' .. peer)) do
+    if live(peer, other) then held = held + 1 end
+  end
+  if held >= per_peer then return 1 end
+  if redis.call('ZCOUNT', P .. 'exp', '(' .. int(now), '+inf') >= total then return 2 end
+end
+drop(peer, ns)
+redis.call('SET', P .. 'seq', int(now), 'NX')
+local seq = redis.call('INCR', P .. 'seq')
+-- A zero TTL takes a number and is expired at once, as in the memory store.
+if ttl > 0 then
+  local member = peer .. ':' .. ns
+  redis.call('SET', P .. 'reg:' .. member, record, 'PX', int(ttl))
+  redis.call('ZADD', P .. 'all', int(seq), member)
+  redis.call('ZADD', P .. 'exp', int(now + ttl), member)
+  local index = P .. 'ns:' .. ns
+  local namespaces = P .. 'peer:' .. peer
+  redis.call('ZADD', index, int(seq), peer)
+  redis.call('SADD', namespaces, ns)
+  for _, key in ipairs({index, namespaces}) do
+    if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, int(ttl)) end
+  end
+end
+return 0
+"#
+    ))
+});
+
+/// ARGV: prefix, sweep, namespace, peer.
+static UNREGISTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        lua_prelude!(),
+        r#"
+drop(ARGV[4], ARGV[3])
+return 0
+"#
+    ))
+});
+
+/// ARGV: prefix, sweep, after, limit[, namespace].
+/// Returns `{peer, namespace, seq, ttl ms, record}` per registration, in seq order.
+static DISCOVER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        lua_prelude!(),
+        r#"
+local cursor, limit, ns = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local index = ns and (P .. 'ns:' .. ns) or (P .. 'all')
+local page = {}
+-- Dead members met on the way are dropped and the read goes on, so the page fills.
+while #page < limit do
+  local batch = redis.call('ZRANGEBYSCORE', index, '(' .. cursor, '+inf',
+    'WITHSCORES', 'LIMIT', 0, limit - #page)
+  if #batch == 0 then break end
+  for i = 1, #batch, 2 do
+    local peer, namespace = batch[i], ns
+    cursor = batch[i + 1]
+    if not ns then
+      local at = string.find(peer, ':', 1, true)
+      if at then
+        peer, namespace = string.sub(batch[i], 1, at - 1), string.sub(batch[i], at + 1)
+      else
+        redis.call('ZREM', index, peer)
+      end
+    end
+    if namespace then
+      local record, expires = live(peer, namespace)
+      if record then
+        page[#page + 1] = {peer, namespace, tonumber(cursor), expires - now, record}
+      end
+    end
+  end
+end
+return page
+"#
+    ))
+});
+
+/// ARGV: prefix, sweep. Returns the number of live registrations.
+static COUNT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        lua_prelude!(),
+        r#"
+return redis.call('ZCOUNT', P .. 'exp', '(' .. int(now), '+inf')
+"#
+    ))
+});
+
+/// Registrations in Redis/Valkey, shared by every relay using the same server.
+/// Cloning is cheap: clones share one connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").finish_non_exhaustive()
+    }
+}
+
+/// Why a call failed: Redis's own error, or no answer in time.
+enum Failure {
+    Redis(RedisError),
+    Timeout,
+}
+
+impl Failure {
+    fn into_store_error(self, what: &str) -> StoreError {
+        match self {
+            Failure::Redis(e) => StoreError(format!("Redis {what} failed: {e}")),
+            Failure::Timeout => StoreError(format!(
+                "Redis {what}: no answer within {OPERATION_TIMEOUT:?}"
+            )),
+        }
+    }
+
+    /// Whether waiting may cure it (Redis down, starting, failing over), as opposed to a
+    /// configuration Redis refuses (wrong password, no such database).
+    fn is_transient(&self) -> bool {
+        match self {
+            Failure::Timeout => true,
+            Failure::Redis(e) => {
+                e.is_io_error()
+                    || matches!(
+                        e.kind(),
+                        ErrorKind::Server(
+                            ServerErrorKind::BusyLoading
+                                | ServerErrorKind::MasterDown
+                                | ServerErrorKind::TryAgain
+                                | ServerErrorKind::ClusterDown
+                        )
+                    )
+            }
+        }
+    }
+}
+
+/// Whether the connection (not the command) failed: then the manager has started a
+/// fresh connection and one more try may succeed at once.
+fn connection_lost(e: &RedisError) -> bool {
+    e.is_connection_refusal() || e.is_connection_dropped()
+}
+
+impl RedisStore {
+    /// A store on the Redis/Valkey at `url` (`redis://[user:password@]host:port[/db]`).
+    ///
+    /// Rejects an unparsable URL and a Redis that refuses this configuration (wrong
+    /// password, no such database). A Redis that is unreachable or still loading is
+    /// not an error: a relay must start even while Redis is briefly down, so this logs a
+    /// warning, and operations fail with [`StoreError`] until Redis answers, then work
+    /// without rebuilding the store.
+    pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError(format!("invalid Redis URL {}: {e}", redact(url))))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_min_delay(RECONNECT_MIN_DELAY)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError(format!("Redis {}: {e}", redact(url))))?;
+        let store = RedisStore { connection };
+        let ping = redis::cmd("PING");
+        let pinged = store
+            .call(|mut connection| {
+                let ping = ping.clone();
+                async move { ping.query_async::<String>(&mut connection).await }
+            })
+            .await;
+        match pinged {
+            Ok(_) => Ok(store),
+            Err(failure) if failure.is_transient() => {
+                tracing::warn!(
+                    "rendezvous store {} not reachable yet ({}); rendezvous requests fail until it is",
+                    redact(url),
+                    failure.into_store_error("PING")
+                );
+                Ok(store)
+            }
+            Err(failure) => Err(StoreError(format!(
+                "Redis {} refused the connection: {}",
+                redact(url),
+                failure.into_store_error("PING").0
+            ))),
+        }
+    }
+
+    /// Runs `op` on a clone of the connection, once more if the connection was lost
+    /// (the manager is reconnecting; safe as every script is idempotent but for the
+    /// sequence number a repeated register takes), all within [`OPERATION_TIMEOUT`].
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T, Failure>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let attempts = async {
+            match op(self.connection.clone()).await {
+                Err(e) if connection_lost(&e) => op(self.connection.clone()).await,
+                result => result,
+            }
+        };
+        match tokio::time::timeout(OPERATION_TIMEOUT, attempts).await {
+            Ok(result) => result.map_err(Failure::Redis),
+            Err(_) => Err(Failure::Timeout),
+        }
+    }
+
+    /// Runs `script` with the common arguments (prefix, sweep batch) then `args`.
+    fn invoke<T>(
+        &self,
+        what: &'static str,
+        script: &'static LazyLock<Script>,
+        args: Vec<Vec<u8>>,
+    ) -> BoxFuture<'static, Result<T, StoreError>>
+    where
+        T: FromRedisValue + Send + 'static,
+    {
+        let store = self.clone();
+        async move {
+            let mut invocation: ScriptInvocation<'static> = script.prepare_invoke();
+            invocation.arg(PREFIX).arg(SWEEP_BATCH);
+            for arg in &args {
+                invocation.arg(arg.as_slice());
+            }
+            let invocation = &invocation;
+            store
+                .call(|mut connection| async move {
+                    invocation.invoke_async::<T>(&mut connection).await
+                })
+                .await
+                .map_err(|failure| failure.into_store_error(what))
+        }
+        .boxed()
+    }
+}
+
+fn arg(value: impl ToString) -> Vec<u8> {
+    value.to_string().into_bytes()
+}
+
+impl Store for RedisStore {
+    fn register(
+        &self,
+        registration: NewRegistration,
+        caps: Caps,
+    ) -> BoxFuture<'static, Result<RegisterOutcome, StoreError>> {
+        let ttl_ms = u64::try_from(registration.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(MAX_TTL_MS);
+        let args = vec![
+            registration.namespace.into_bytes(),
+            arg(registration.peer.to_base58()),
+            registration.record,
+            arg(ttl_ms),
+            arg(caps.per_peer),
+            arg(caps.total),
+        ];
+        let outcome = self.invoke::<u8>("register", &REGISTER, args);
+        async move {
+            match outcome.await? {
+                0 => Ok(RegisterOutcome::Registered),
+                1 => Ok(RegisterOutcome::PeerFull),
+                2 => Ok(RegisterOutcome::StoreFull),
+                other => Err(StoreError(format!(
+                    "Redis register answered {other}, expected 0, 1 or 2"
+                ))),
+            }
+        }
+        .boxed()
+    }
+
+    fn unregister(
+        &self,
+        namespace: String,
+        peer: PeerId,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let args = vec![namespace.into_bytes(), arg(peer.to_base58())];
+        self.invoke::<()>("unregister", &UNREGISTER, args)
+    }
+
+    fn discover(
+        &self,
+        namespace: Option<String>,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Page, StoreError>> {
+        if limit == 0 {
+            return futures::future::ready(Ok(Page::default())).boxed();
+        }
+        let mut args = vec![arg(after), arg(limit.min(MAX_LIMIT))];
+        args.extend(namespace.map(String::into_bytes));
+        let rows =
+            self.invoke::<Vec<(String, String, u64, u64, Vec<u8>)>>("discover", &DISCOVER, args);
+        async move {
+            let registrations = rows
+                .await?
+                .into_iter()
+                .map(|(peer, namespace, seq, ttl_ms, record)| {
+                    let peer = peer.parse::<PeerId>().map_err(|e| {
+                        StoreError(format!("Redis holds an invalid peer id {peer:?}: {e}"))
+                    })?;
+                    Ok(StoredRegistration {
+                        namespace,
+                        peer,
+                        record,
+                        ttl_secs: (ttl_ms / 1000).max(1),
+                        seq,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(Page { registrations })
+        }
+        .boxed()
+    }
+
+    fn count(&self) -> BoxFuture<'static, Result<usize, StoreError>> {
+        self.invoke::<usize>("count", &COUNT, Vec::new())
+    }
+}
+
+/// `url` with any password replaced by `***`, for logs and `--print-config`:
+/// `redis://user:secret@host:6379/0` → `redis://user:***@host:6379/0`. Also hides a
+/// `pass=`/`password=` query parameter (how `redis+unix://` URLs carry one).
+///
+/// Errs on the side of hiding: a password runs to the *last* `@` of the URL, so one
+/// holding an unescaped `/`, `?` or `@` is still hidden whole.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        // Not a URL (a typo such as `redis:/u:pw@host`?): anything before an `@` may be
+        // a password.
+        return match url.rfind('@') {
+            Some(at) => format!("***{}", &url[at..]),
+            None => url.to_owned(),
+        };
+    };
+    let (scheme, mut rest) = url.split_at(scheme_end);
+    let mut out = String::from(scheme);
+    if let Some(at) = rest.rfind('@') {
+        // Without a `:` there is no password, only a user name (or an `@` in a query).
+        if let Some((user, _password)) = rest[..at].split_once(':') {
+            out.push_str(user);
+            out.push_str(":***");
+            rest = &rest[at..];
+        }
+    }
+    match rest.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((name, _)) if name == "pass" || name == "password" => {
+                        format!("{name}=***")
+                    }
+                    _ => param.to_owned(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(rest),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        let cases = [
+            (
+                "redis://user:secret@host:6379/0",
+                "redis://user:***@host:6379/0",
+            ),
+            ("redis://:secret@host:6379", "redis://:***@host:6379"),
+            ("redis://user@host", "redis://user@host"),
+            ("redis://host:6379/2", "redis://host:6379/2"),
+            ("valkey://u:p@ss/w?rd@host/1", "valkey://u:***@host/1"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=secret",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            (
+                "rediss://u:s3cr3t@h:1/0?protocol=resp3",
+                "rediss://u:***@h:1/0?protocol=resp3",
+            ),
+            ("redis://host/0?pass=a@b", "redis://host/0?pass=***"),
+            ("redis://host:1/0?pass=a@b", "redis://host:***@b"),
+            ("not a url", "not a url"),
+            ("redis:/user:pw@host", "***@host"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(redact(url), expected, "{url}");
+        }
+    }
+}

@@ -187,6 +187,7 @@ type SwarmCall = Box<dyn FnOnce(&mut ClientSwarm) + Send>;
 /// events with [`Client::next`].
 pub struct Client {
     pub peer_id: PeerId,
+    pub keypair: libp2p::identity::Keypair,
     pub control: libp2p_stream::Control,
     pub incoming: libp2p_stream::IncomingStreams,
     calls: mpsc::UnboundedSender<SwarmCall>,
@@ -204,7 +205,8 @@ impl Client {
                 .expect("trust relay cert");
         }
         let tls = tls.finish();
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
             .with_tokio()
             .with_other_transport(|key| {
                 dusk_relay::transport::build(
@@ -260,6 +262,7 @@ impl Client {
         });
         Client {
             peer_id,
+            keypair,
             control,
             incoming,
             calls,
@@ -302,6 +305,15 @@ impl Client {
                 return found;
             }
         }
+    }
+
+    /// A signed peer record of this client's with `addrs`, as the rendezvous client
+    /// would send it (protobuf signed envelope).
+    pub fn signed_record(&self, addrs: Vec<Multiaddr>) -> Vec<u8> {
+        libp2p::core::PeerRecord::new(&self.keypair, addrs)
+            .expect("sign a peer record")
+            .into_signed_envelope()
+            .into_protobuf_encoding()
     }
 
     /// Connects to the relay directly.
@@ -527,6 +539,32 @@ pub async fn open_circuit(relay: &TestRelay, transport: Transport) -> (Client, C
     })
     .await;
     (a, b)
+}
+
+/// Registers `client` under `namespace` at the relay with the rendezvous client dusk
+/// ships; the granted TTL, or the error code the relay answered.
+pub async fn register(
+    client: &mut Client,
+    relay: PeerId,
+    namespace: &str,
+    ttl: Option<u64>,
+) -> Result<u64, rendezvous::ErrorCode> {
+    let ns = rendezvous::Namespace::new(namespace.to_owned()).expect("namespace fits");
+    client
+        .call(move |s| s.behaviour_mut().rendezvous.register(ns, relay, ttl))
+        .await
+        .expect("the client has an address to register");
+    client
+        .next("register response", |e| match e {
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::Registered { ttl, .. },
+            )) => Some(Ok(ttl)),
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::RegisterFailed { error, .. },
+            )) => Some(Err(error)),
+            _ => None,
+        })
+        .await
 }
 
 /// A minimal HTTP/1.1 request to the relay's endpoint; returns the status and the body.
