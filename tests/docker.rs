@@ -243,3 +243,21 @@ async fn compose_deployment_serves_every_transport_keeps_its_identity_and_stops_
 
     compose(&["down", "-v"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs docker-compose: run by .ci/docker-test"]
+async fn deploy_compose_files_are_valid() {
+    // The fleet's Valkey image cannot be pulled here, so the fleet itself is tested with
+    // real redis-servers in tests/fleet.rs; this checks the file operators would run.
+    for file in [
+        "deploy/docker-compose.fleet.yml",
+        "deploy/docker-compose.443.yml",
+    ] {
+        let mut args = vec!["-f", "docker-compose.yml"];
+        if file.ends_with("fleet.yml") {
+            args = vec![];
+        }
+        args.extend_from_slice(&["-f", file, "config", "-q"]);
+        run("docker-compose", &args).await;
+    }
+}

@@ -12,6 +12,12 @@ use super::store::{
     Caps, NewRegistration, Page, RegisterOutcome, Store, StoreError, StoredRegistration,
 };
 
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Registrations>>,
@@ -96,11 +102,16 @@ impl Registrations {
             }
         }
         self.remove(&key);
-        self.next_seq += 1;
+        // Microseconds since the epoch, or one more than the last: cookies handed out
+        // before a restart stay below every number handed out after it.
+        self.next_seq = (self.next_seq + 1).max(unix_micros());
         let seq = self.next_seq;
         let expires = Instant::now() + registration.ttl;
         self.by_seq.insert(seq, key.clone());
-        self.by_namespace.entry(key.0.clone()).or_default().insert(seq);
+        self.by_namespace
+            .entry(key.0.clone())
+            .or_default()
+            .insert(seq);
         *self.per_peer.entry(key.1).or_default() += 1;
         self.expiries.insert((expires, seq));
         self.entries.insert(
@@ -121,7 +132,11 @@ impl Registrations {
             namespace: key.0.clone(),
             peer: key.1,
             record: entry.record.clone(),
-            ttl_secs: entry.expires.saturating_duration_since(now).as_secs().max(1),
+            ttl_secs: entry
+                .expires
+                .saturating_duration_since(now)
+                .as_secs()
+                .max(1),
             seq,
         })
     }
@@ -209,17 +224,47 @@ mod tests {
         let store = MemoryStore::new();
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
         let ok = RegisterOutcome::Registered;
-        assert_eq!(store.register(registration("x", a, 60), CAPS).await.unwrap(), ok);
-        assert_eq!(store.register(registration("y", a, 60), CAPS).await.unwrap(), ok);
         assert_eq!(
-            store.register(registration("z", a, 60), CAPS).await.unwrap(),
+            store
+                .register(registration("x", a, 60), CAPS)
+                .await
+                .unwrap(),
+            ok
+        );
+        assert_eq!(
+            store
+                .register(registration("y", a, 60), CAPS)
+                .await
+                .unwrap(),
+            ok
+        );
+        assert_eq!(
+            store
+                .register(registration("z", a, 60), CAPS)
+                .await
+                .unwrap(),
             RegisterOutcome::PeerFull
         );
         // A re-registration fits even at the cap, and moves to the end of the order.
-        assert_eq!(store.register(registration("x", a, 60), CAPS).await.unwrap(), ok);
-        assert_eq!(store.register(registration("x", b, 60), CAPS).await.unwrap(), ok);
         assert_eq!(
-            store.register(registration("x", c, 60), CAPS).await.unwrap(),
+            store
+                .register(registration("x", a, 60), CAPS)
+                .await
+                .unwrap(),
+            ok
+        );
+        assert_eq!(
+            store
+                .register(registration("x", b, 60), CAPS)
+                .await
+                .unwrap(),
+            ok
+        );
+        assert_eq!(
+            store
+                .register(registration("x", c, 60), CAPS)
+                .await
+                .unwrap(),
             RegisterOutcome::StoreFull
         );
         assert_eq!(store.count().await.unwrap(), 3);

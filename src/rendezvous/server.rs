@@ -379,7 +379,7 @@ impl Server {
                 MessageType::DiscoverResponse,
                 Pending {
                     channel: None,
-                    response: Some(discover_response(Err((status, &reason)))),
+                    response: Some(discover_error(status, &reason)),
                     event: Some(Event::DiscoverRefused {
                         peer,
                         status,
@@ -440,7 +440,7 @@ impl Server {
             };
             Pending {
                 channel: None,
-                response: Some(discover_response(Ok((registrations, cookie.encode())))),
+                response: Some(discover_ok(registrations, cookie.encode())),
                 event: Some(Event::Discovered { peer, returned }),
             }
         };
@@ -495,10 +495,7 @@ fn busy(work: &Work) -> Pending {
             reason,
             None,
         )),
-        MessageType::DiscoverResponse => Some(discover_response(Err((
-            ResponseStatus::EUnavailable,
-            reason,
-        )))),
+        MessageType::DiscoverResponse => Some(discover_error(ResponseStatus::EUnavailable, reason)),
         _ => None,
     };
     Pending {
@@ -511,10 +508,7 @@ fn busy(work: &Work) -> Pending {
 fn refused_discover(peer: PeerId, reason: String) -> Pending {
     Pending {
         channel: None,
-        response: Some(discover_response(Err((
-            ResponseStatus::EUnavailable,
-            &reason,
-        )))),
+        response: Some(discover_error(ResponseStatus::EUnavailable, &reason)),
         event: Some(Event::DiscoverRefused {
             peer,
             status: ResponseStatus::EUnavailable,
@@ -605,30 +599,32 @@ fn register_response(status: ResponseStatus, text: &str, ttl: Option<u64>) -> pr
     }
 }
 
-fn discover_response(
-    result: Result<(Vec<StoredRegistration>, Vec<u8>), (ResponseStatus, &str)>,
-) -> proto::Message {
-    let response = match result {
-        Ok((registrations, cookie)) => proto::DiscoverResponse {
-            registrations: registrations
-                .into_iter()
-                .map(|r| proto::Register {
-                    ns: Some(r.namespace),
-                    signed_peer_record: Some(r.record),
-                    ttl: Some(r.ttl_secs),
-                })
-                .collect(),
-            cookie: Some(cookie),
-            status: Some(ResponseStatus::Ok as i32),
-            status_text: None,
-        },
-        Err((status, text)) => proto::DiscoverResponse {
-            registrations: Vec::new(),
-            cookie: None,
-            status: Some(status as i32),
-            status_text: Some(text.to_owned()),
-        },
-    };
+fn discover_ok(registrations: Vec<StoredRegistration>, cookie: Vec<u8>) -> proto::Message {
+    discover_message(proto::DiscoverResponse {
+        registrations: registrations
+            .into_iter()
+            .map(|r| proto::Register {
+                ns: Some(r.namespace),
+                signed_peer_record: Some(r.record),
+                ttl: Some(r.ttl_secs),
+            })
+            .collect(),
+        cookie: Some(cookie),
+        status: Some(ResponseStatus::Ok as i32),
+        status_text: None,
+    })
+}
+
+fn discover_error(status: ResponseStatus, text: &str) -> proto::Message {
+    discover_message(proto::DiscoverResponse {
+        registrations: Vec::new(),
+        cookie: None,
+        status: Some(status as i32),
+        status_text: Some(text.to_owned()),
+    })
+}
+
+fn discover_message(response: proto::DiscoverResponse) -> proto::Message {
     proto::Message {
         r#type: Some(MessageType::DiscoverResponse as i32),
         discover_response: Some(response),

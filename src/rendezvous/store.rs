@@ -2,7 +2,8 @@
 //! and a fleet of relays shares them in Redis/Valkey.
 //!
 //! Every registration gets a sequence number, increasing across the whole store (and so
-//! across every relay sharing it). A discover returns registrations with a sequence
+//! across every relay sharing it) and across restarts: it is the time in microseconds,
+//! or one more than the last number if that is larger. A discover returns registrations with a sequence
 //! number above the one in the client's cookie, in order: pagination works on any relay
 //! of the fleet, and a re-registration (new number) shows up again to cookie holders.
 

@@ -1,0 +1,121 @@
+//! A fleet of relays sharing one Redis: a peer reserved on relay 1 and registered there
+//! is discovered by a peer connected only to relay 2, which then reaches it through
+//! relay 1. With Redis down, registrations get `E_UNAVAILABLE` while circuits keep
+//! flowing; with Redis back, registrations work again.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use dusk_relay::config::RendezvousStore;
+use libp2p::multiaddr::Protocol;
+use libp2p::rendezvous::{self, ErrorCode, Namespace};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId};
+use support::redis::RedisServer;
+use support::*;
+
+const COMMUNITY: &str = "dusk/community/fleet";
+
+async fn fleet_relay(url: &str) -> TestRelay {
+    let url = url.to_owned();
+    TestRelay::start_with(move |c| c.rendezvous.store = RendezvousStore::Redis(url)).await
+}
+
+async fn discover(
+    client: &mut Client,
+    relay: PeerId,
+    namespace: &str,
+) -> Vec<rendezvous::Registration> {
+    let ns = Namespace::new(namespace.to_owned()).unwrap();
+    client
+        .call(move |s| {
+            s.behaviour_mut()
+                .rendezvous
+                .discover(Some(ns), None, None, relay)
+        })
+        .await;
+    client
+        .next("discover response", |e| match e {
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::Discovered { registrations, .. },
+            )) => Some(registrations),
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::DiscoverFailed { error, .. },
+            )) => panic!("discover failed: {error:?}"),
+            _ => None,
+        })
+        .await
+}
+
+/// The relay part of a circuit address (`<relay>/p2p-circuit[/p2p/<peer>]`).
+fn relay_of(circuit: &Multiaddr) -> Multiaddr {
+    circuit
+        .iter()
+        .take_while(|p| *p != Protocol::P2pCircuit)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_on_one_relay_is_found_and_reached_through_another() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (relay1, relay2) = (
+        fleet_relay(&redis.url()).await,
+        fleet_relay(&redis.url()).await,
+    );
+
+    // A reserves on relay 1 and registers there.
+    let mut a = relay1.client().await;
+    a.reserve(&relay1.addr(Transport::Tcp)).await;
+    register(&mut a, relay1.peer_id(), COMMUNITY, None)
+        .await
+        .expect("registered on relay 1");
+
+    // B knows only relay 2, finds A there, and dials A through relay 1 as A's record says.
+    let mut b = relay2.client().await;
+    b.connect(&relay2.addr(Transport::Tcp)).await;
+    let found = discover(&mut b, relay2.peer_id(), COMMUNITY).await;
+    let record = &found
+        .iter()
+        .find(|r| r.record.peer_id() == a.peer_id)
+        .expect("A is discoverable through relay 2")
+        .record;
+    let via = relay_of(record.addresses().first().expect("A's circuit address"));
+    assert!(
+        via.iter().any(|p| p == Protocol::P2p(relay1.peer_id())),
+        "A's record points at relay 1: {via}"
+    );
+    b.dial_through(&via, a.peer_id).await;
+    exchange_both_ways(&mut b, &mut a, 512 * 1024).await;
+
+    // Redis down: a registration is refused at once, and relaying goes on.
+    redis.stop();
+    let started = Instant::now();
+    assert_eq!(
+        register(&mut a, relay1.peer_id(), "dusk/peers", None).await,
+        Err(ErrorCode::Unavailable)
+    );
+    let refused_after = started.elapsed();
+    println!("E_UNAVAILABLE {refused_after:?} after Redis stopped");
+    exchange_both_ways(&mut b, &mut a, 512 * 1024).await;
+    let mut c = relay1.client().await;
+    c.reserve(&relay1.addr(Transport::Tcp)).await;
+
+    // Redis back: registrations work again on the same relays (the store reconnects;
+    // each attempt is answered, so this polls rather than sleeps blindly).
+    redis.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match register(&mut c, relay1.peer_id(), "dusk/peers", None).await {
+            Ok(_) => break,
+            Err(ErrorCode::Unavailable) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => panic!("registration after Redis came back: {other:?}"),
+        }
+    }
+    let found = discover(&mut b, relay2.peer_id(), "dusk/peers").await;
+    assert!(found.iter().any(|r| r.record.peer_id() == c.peer_id));
+}
