@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dusk_relay::rendezvous::store::{Caps, NewRegistration, RegisterOutcome};
-use dusk_relay::rendezvous::{proto, MemoryStore, ResponseStatus, Store, PROTOCOL};
+use dusk_relay::rendezvous::{proto, MemoryStore, ResponseStatus, Store};
 use dusk_relay::{Relay, RelayEvent};
 use libp2p::core::PeerRecord;
 use libp2p::multiaddr::Protocol;
@@ -125,41 +125,6 @@ async fn rendezvous_register_discover_unregister_over_tcp() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rendezvous_register_discover_unregister_over_wss() {
     register_discover_unregister(Transport::Wss).await;
-}
-
-/// One raw request/response on `/rendezvous/1.0.0`, for what the crate's client cannot
-/// send (someone else's record, an over-long namespace) and to read status texts.
-async fn raw_request(client: &Client, relay: PeerId, request: proto::Message) -> proto::Message {
-    use futures::{AsyncReadExt, AsyncWriteExt};
-    use prost::Message as _;
-    let mut control = client.control.clone();
-    let mut stream = within(
-        EVENT_TIMEOUT,
-        "rendezvous stream",
-        control.open_stream(relay, PROTOCOL),
-    )
-    .await
-    .expect("open rendezvous stream");
-    let body = request.encode_to_vec();
-    let mut len = unsigned_varint::encode::usize_buffer();
-    stream
-        .write_all(unsigned_varint::encode::usize(body.len(), &mut len))
-        .await
-        .unwrap();
-    stream.write_all(&body).await.unwrap();
-    stream.close().await.unwrap();
-    let mut response = Vec::new();
-    within(
-        EVENT_TIMEOUT,
-        "rendezvous response",
-        stream.read_to_end(&mut response),
-    )
-    .await
-    .expect("read response");
-    let mut body = response.as_slice();
-    let (len, rest) = unsigned_varint::decode::usize(body).expect("length prefix");
-    body = &rest[..len];
-    proto::Message::decode(body).expect("a rendezvous message")
 }
 
 fn raw_register(namespace: &str, record: Vec<u8>) -> proto::Message {

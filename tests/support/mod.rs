@@ -567,6 +567,44 @@ pub async fn register(
         .await
 }
 
+/// One raw request/response on `/rendezvous/1.0.0`, for what the crate's client cannot
+/// send (someone else's record, an over-long namespace) and to read status texts.
+pub async fn raw_request(
+    client: &Client,
+    relay: PeerId,
+    request: dusk_relay::rendezvous::proto::Message,
+) -> dusk_relay::rendezvous::proto::Message {
+    use prost::Message as _;
+    let mut control = client.control.clone();
+    let mut stream = within(
+        EVENT_TIMEOUT,
+        "rendezvous stream",
+        control.open_stream(relay, dusk_relay::rendezvous::PROTOCOL),
+    )
+    .await
+    .expect("open rendezvous stream");
+    let body = request.encode_to_vec();
+    let mut len = unsigned_varint::encode::usize_buffer();
+    stream
+        .write_all(unsigned_varint::encode::usize(body.len(), &mut len))
+        .await
+        .unwrap();
+    stream.write_all(&body).await.unwrap();
+    stream.close().await.unwrap();
+    let mut response = Vec::new();
+    within(
+        EVENT_TIMEOUT,
+        "rendezvous response",
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("read response");
+    let mut body = response.as_slice();
+    let (len, rest) = unsigned_varint::decode::usize(body).expect("length prefix");
+    body = &rest[..len];
+    dusk_relay::rendezvous::proto::Message::decode(body).expect("a rendezvous message")
+}
+
 /// A minimal HTTP/1.1 request to the relay's endpoint; returns the status and the body.
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
