@@ -8,7 +8,6 @@
 //! loopback port). Each DISCOVER asks for 1000 registrations and gets all of them.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::sync::Arc;

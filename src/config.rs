@@ -140,13 +140,12 @@ impl std::str::FromStr for RendezvousStore {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "memory" {
             Ok(RendezvousStore::Memory)
-        } else if s.starts_with("redis://")
-            || s.starts_with("rediss://")
-            || s.starts_with("valkey://")
-        {
+        } else if s.starts_with("redis://") {
             Ok(RendezvousStore::Redis(s.to_owned()))
+        } else if s.starts_with("rediss://") {
+            Err("TLS to Redis (rediss://) is not supported; reach Redis over a private network with redis://".into())
         } else {
-            Err("expected memory, or a redis://host:port URL".into())
+            Err("expected memory, or a redis://[:password@]host:port[/db] URL".into())
         }
     }
 }

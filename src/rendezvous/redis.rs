@@ -12,7 +12,7 @@
 //!
 //! | key                      | type       | content                                            |
 //! |--------------------------|------------|----------------------------------------------------|
-//! | `dusk:rdv:seq`           | string     | the global sequence counter (`INCR`)               |
+//! | `dusk:rdv:seq`           | string     | the last sequence number handed out (`INCR`)       |
 //! | `dusk:rdv:reg:<member>`  | string     | the signed record, binary as sent, with `PX` = TTL |
 //! | `dusk:rdv:all`           | sorted set | member → seq: discover across all namespaces       |
 //! | `dusk:rdv:ns:<ns>`       | sorted set | peer → seq: discover in one namespace              |
@@ -28,18 +28,21 @@
 //!   exists): the live count is an O(log n) `ZCOUNT`, exact even before cleanup runs.
 //! - Cleanup is lazy: every operation first drops up to [`SWEEP_BATCH`] expired members
 //!   from every index (the oldest first), and discover drops any dead member it meets
-//!   and keeps reading to fill the page. Each register adds one member and sweeps up to
+//!   and keeps reading to fill the page. (A bare `ZREMRANGEBYSCORE` on `exp` would
+//!   orphan the member in the other keys, so the sweep reads the expired members and
+//!   drops each from all of them.) Each register adds one member and sweeps up to
 //!   [`SWEEP_BATCH`], so memory stays bounded; the per-namespace and per-peer keys also
 //!   carry a Redis expiry no earlier than their longest-lived member's, so an index whose
 //!   members all died vanishes even if nothing sweeps it.
 //! - Each operation is one Lua script, so it is atomic across relays (caps cannot be
 //!   overshot by two relays registering at once), and "now" is the Redis server's
 //!   `TIME`, not the relays' clocks, which may differ.
-//! - When the counter key is missing (a fresh Redis, or one restarted without
-//!   persistence), it starts at the current time in milliseconds instead of 0: clients
-//!   hold cookies with numbers from before the loss, and numbers restarting at 1 would
-//!   hide every new registration from them. (This holds while the fleet registers fewer
-//!   than 1000 times a second on average.)
+//! - A sequence number is Redis's `TIME` in microseconds, or one more than the last
+//!   number if that is larger (as in the memory store): one clock for the whole fleet,
+//!   and a Redis that lost its data (restarted without persistence) still hands out
+//!   numbers above those in clients' cookies, which would otherwise hide every new
+//!   registration from them. Microseconds stay exact in Lua's doubles and in sorted-set
+//!   scores (below 2^53) for another two centuries.
 //!
 //! Needs Redis ≥ 5 or Valkey (scripts replicate their effects, which lets them read
 //! `TIME` before writing), standalone (not cluster: the scripts touch keys they find
@@ -96,7 +99,8 @@ macro_rules! lua_prelude {
         r#"
 local P = ARGV[1]
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(now_us / 1000)
 -- Integers as Redis arguments, without Lua's exponent notation.
 local function int(x) return string.format('%.0f', x) end
 -- Removes the registration (peer, ns) from every key.
@@ -154,8 +158,12 @@ if not live(peer, ns) then
   if redis.call('ZCOUNT', P .. 'exp', '(' .. int(now), '+inf') >= total then return 2 end
 end
 drop(peer, ns)
-redis.call('SET', P .. 'seq', int(now), 'NX')
+-- The time in microseconds, or one more than the last number if that is larger.
 local seq = redis.call('INCR', P .. 'seq')
+if seq < now_us then
+  seq = now_us
+  redis.call('SET', P .. 'seq', int(seq))
+end
 -- A zero TTL takes a number and is expired at once, as in the memory store.
 if ttl > 0 then
   local member = peer .. ':' .. ns
