@@ -136,3 +136,9 @@ pub fn agent_version() -> String {
 /// watch reloads once the files have been quiet this long, so it does not report the
 /// half-written state as an error.
 pub const CERT_RELOAD_SETTLE: Duration = Duration::from_millis(500);
+
+/// Streams per yamux connection. Circuits are one stream each on the relay's side, so
+/// this also bounds one client connection's circuits (256 per peer by default, far
+/// below). Chosen for the js-yamux frame-size clash (see `transport.rs`): 1 GiB / 4096 =
+/// 256 KiB per stream window.
+pub const YAMUX_MAX_STREAMS: usize = 4096;

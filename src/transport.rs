@@ -19,6 +19,8 @@ use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::{noise, quic, tcp, websocket, yamux, PeerId, Transport};
 
+use crate::defaults;
+
 /// How the transport does TLS for secure WebSocket.
 pub enum WssTls {
     /// The relay: listen on `/tls/ws` with this server configuration (its certificate
@@ -38,7 +40,7 @@ pub fn build(
     let tcp = tcp::tokio::Transport::new(tcp_config())
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(keypair)?)
-        .multiplex(yamux::Config::default())
+        .multiplex(yamux_config())
         .timeout(upgrade_timeout);
 
     let mut ws = websocket::Config::new(tcp::tokio::Transport::new(tcp_config()));
@@ -51,7 +53,7 @@ pub fn build(
             crate::wss::listener(tcp::tokio::Transport::new(tcp_config()), server_config)
                 .upgrade(Version::V1Lazy)
                 .authenticate(noise::Config::new(keypair)?)
-                .multiplex(yamux::Config::default())
+                .multiplex(yamux_config())
                 .timeout(upgrade_timeout)
                 .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
         ),
@@ -64,7 +66,7 @@ pub fn build(
     let ws = ws
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(keypair)?)
-        .multiplex(yamux::Config::default())
+        .multiplex(yamux_config())
         .timeout(upgrade_timeout);
 
     let quic = quic::tokio::Transport::new(quic::Config::new(keypair));
@@ -87,6 +89,17 @@ pub fn build(
     })
     .boxed();
     Ok(transport)
+}
+
+/// yamux with at most 4096 streams per connection. rust-yamux divides its 1 GiB
+/// connection window among the streams, so this caps a stream's receive window at
+/// 256 KiB. js-yamux sends data frames as large as the window it is granted, and
+/// rust-yamux rejects frames over 1 MiB by closing the whole connection (every circuit
+/// of a js peer with it); with this cap no window, and so no frame, gets that large.
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(defaults::YAMUX_MAX_STREAMS);
+    config
 }
 
 fn tcp_config() -> tcp::Config {
