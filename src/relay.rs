@@ -119,7 +119,10 @@ impl Relay {
     /// specific IP has reported its address.
     pub async fn bind(config: Config) -> Result<Relay, RelayError> {
         let store: Arc<dyn Store> = match &config.rendezvous.store {
-            RendezvousStore::Memory => Arc::new(MemoryStore::new()),
+            RendezvousStore::Memory => {
+                info!("rendezvous store: memory (this relay only)");
+                Arc::new(MemoryStore::new())
+            }
             RendezvousStore::Redis(url) => {
                 let store = RedisStore::connect(url).await?;
                 info!(
