@@ -74,8 +74,16 @@ fn discover() -> proto::Message {
 }
 
 fn served(response: &proto::Message) -> usize {
-    let r = response.discover_response.as_ref().expect("a DISCOVER_RESPONSE");
-    assert_eq!(r.status, Some(proto::ResponseStatus::Ok as i32), "{:?}", r.status_text);
+    let r = response
+        .discover_response
+        .as_ref()
+        .expect("a DISCOVER_RESPONSE");
+    assert_eq!(
+        r.status,
+        Some(proto::ResponseStatus::Ok as i32),
+        "{:?}",
+        r.status_text
+    );
     r.registrations.len()
 }
 
@@ -90,7 +98,10 @@ async fn measure(store: Arc<dyn Store>) -> (f64, f64) {
     client.connect(&relay_addr(&handle, Transport::Tcp)).await;
     let relay = handle.peer_id;
     for _ in 0..10 {
-        assert_eq!(served(&raw_request(&client, relay, discover()).await), ENTRIES);
+        assert_eq!(
+            served(&raw_request(&client, relay, discover()).await),
+            ENTRIES
+        );
     }
 
     let start = Instant::now();

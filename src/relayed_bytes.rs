@@ -113,7 +113,8 @@ impl CountingStream {
                 let room = SNIFF_LIMIT.saturating_sub(seen.len());
                 seen.extend_from_slice(&read[..read.len().min(room)]);
                 if contains(seen, CIRCUIT_PROTOCOL_PREFIX) {
-                    self.relayed.inc_by((seen.len() + read.len().saturating_sub(room)) as u64);
+                    self.relayed
+                        .inc_by((seen.len() + read.len().saturating_sub(room)) as u64);
                     self.kind = Kind::Circuit;
                 } else if seen.len() >= SNIFF_LIMIT {
                     self.kind = Kind::Other;
