@@ -20,7 +20,8 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// A running redis-server, or `None` (with a loud message) if it is not installed.
+    /// A running redis-server, or `None` (with a loud message) if it is not installed;
+    /// with `DUSK_TEST_REQUIRE_REDIS` set (CI), a missing binary is a failure instead.
     pub fn start() -> Option<RedisServer> {
         let dir = tempfile::tempdir().expect("tempdir for redis-server");
         let mut failures = Vec::new();
@@ -28,6 +29,10 @@ impl RedisServer {
             let port = free_port();
             match spawn(port, &dir) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // CI installs redis-server and sets this, so these tests never skip there.
+                    if std::env::var_os("DUSK_TEST_REQUIRE_REDIS").is_some() {
+                        panic!("redis-server is not installed but DUSK_TEST_REQUIRE_REDIS is set: apt-get install -y redis-server");
+                    }
                     eprintln!(
                         "\n\n************************************************************\n\
                          *** redis-server is NOT INSTALLED: Redis store tests SKIPPED ***\n\
