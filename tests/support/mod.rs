@@ -4,6 +4,7 @@
 //! only turns a hang into a failure.
 #![allow(dead_code)] // each test file uses part of this module
 
+pub mod js;
 pub mod process;
 pub mod redis;
 
