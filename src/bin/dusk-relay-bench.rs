@@ -1,0 +1,287 @@
+//! `dusk-relay-bench`: the load generator. It starts dusk-relay and a baseline relay
+//! (libp2p's stock relay behaviour on the same transports) as child processes of itself,
+//! drives real libp2p client swarms through them over loopback, and prints every figure
+//! next to the baseline's and a direct connection's from the same run, as markdown
+//! tables (or JSON with `--json`). Progress goes to stderr.
+//!
+//!     cargo run --release --bin dusk-relay-bench -- --scenario throughput,latency
+//!
+//! `--serve dusk|baseline` (hidden) is the relay child mode.
+
+#[path = "dusk-relay-bench/peers.rs"]
+mod peers;
+#[path = "dusk-relay-bench/report.rs"]
+mod report;
+#[path = "dusk-relay-bench/scenarios.rs"]
+mod scenarios;
+#[path = "dusk-relay-bench/serve.rs"]
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use peers::{BenchEnv, Transport};
+use scenarios::Opts;
+
+const SCENARIOS: [&str; 4] = ["throughput", "latency", "memory", "startup"];
+
+fn command() -> Command {
+    Command::new("dusk-relay-bench")
+        .about(
+            "Load generator for dusk-relay: every figure next to a baseline libp2p relay's \
+             and a direct connection's, measured side by side in one run",
+        )
+        .arg(
+            Arg::new("scenario")
+                .long("scenario")
+                .value_name("LIST")
+                .default_value("throughput")
+                .help(
+                    "comma-separated: throughput (includes CPU per byte), latency, memory, \
+                     startup; or all",
+                ),
+        )
+        .arg(
+            Arg::new("transport")
+                .long("transport")
+                .value_name("LIST")
+                .default_value("tcp,quic,ws,wss")
+                .help("comma-separated transports: tcp, quic, ws, wss; or all"),
+        )
+        .arg(
+            Arg::new("bytes")
+                .long("bytes")
+                .value_name("SIZE")
+                .default_value("256MiB")
+                .help("bytes each way per circuit (throughput) or sent to the slow reader (memory): 1048576, 64KiB, 256MiB, 1GiB"),
+        )
+        .arg(
+            Arg::new("repeats")
+                .long("repeats")
+                .value_name("N")
+                .default_value("3")
+                .help("repeats per path; figures are medians (start-up runs at least 5)"),
+        )
+        .arg(
+            Arg::new("circuits")
+                .long("circuits")
+                .value_name("N")
+                .default_value("1")
+                .help("circuits (client pairs) moving data at once in the throughput scenario"),
+        )
+        .arg(
+            Arg::new("pings")
+                .long("pings")
+                .value_name("N")
+                .default_value("1000")
+                .help("1 KiB round trips per path in the latency scenario"),
+        )
+        .arg(
+            Arg::new("slow-read")
+                .long("slow-read")
+                .value_name("MIB_PER_S")
+                .default_value("32")
+                .help("how fast the slow reader of the memory scenario reads"),
+        )
+        .arg(
+            Arg::new("json")
+                .long("json")
+                .action(ArgAction::SetTrue)
+                .help("print one JSON document on stdout instead of markdown"),
+        )
+        .arg(Arg::new("serve").long("serve").hide(true))
+        .arg(
+            Arg::new("dir")
+                .long("dir")
+                .value_parser(clap::value_parser!(PathBuf))
+                .hide(true),
+        )
+}
+
+fn main() -> ExitCode {
+    let matches = command().get_matches();
+    if let Some(kind) = matches.get_one::<String>("serve") {
+        let result = matches
+            .get_one::<PathBuf>("dir")
+            .ok_or_else(|| anyhow!("--serve needs --dir"))
+            .and_then(|dir| {
+                let circuits = count(&matches, "circuits")?;
+                serve::run(kind, dir, circuits)
+            });
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dusk-relay-bench relay child: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let (scenarios, opts, json) = match parse(&matches) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("dusk-relay-bench: {e:#}\n\nRun with --help for the flags.");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("dusk-relay-bench: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Ctrl-C ends the run through the normal path, so the relay children are killed
+    // and the scratch directory is removed.
+    let interruptible = async {
+        tokio::select! {
+            result = run(&scenarios, &opts, json) => result,
+            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        }
+    };
+    match runtime.block_on(interruptible) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dusk-relay-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(scenarios: &[String], opts: &Opts, json: bool) -> anyhow::Result<()> {
+    let machine = report::Machine::now();
+    let env = BenchEnv::new(opts.circuits)?;
+    let mut markdown = Vec::new();
+    let mut results = serde_json::Map::new();
+    for scenario in scenarios {
+        eprintln!("[{scenario}] starting");
+        let (md, value) = match scenario.as_str() {
+            "throughput" => scenarios::throughput(&env, opts).await,
+            "latency" => scenarios::latency(&env, opts).await,
+            "memory" => scenarios::memory(&env, opts).await,
+            "startup" => scenarios::startup(&env, opts).await,
+            other => unreachable!("scenario {other} passed validation"),
+        }
+        .with_context(|| format!("scenario {scenario}"))?;
+        markdown.push(md);
+        results.insert(scenario.clone(), value);
+    }
+    if json {
+        let doc = serde_json::json!({
+            "machine": machine.json(),
+            "scenarios": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("## dusk-relay-bench\n");
+        println!("{}\n", machine.describe());
+        for md in markdown {
+            println!("{md}");
+        }
+    }
+    Ok(())
+}
+
+fn parse(matches: &ArgMatches) -> anyhow::Result<(Vec<String>, Opts, bool)> {
+    let list = |name: &str| -> Vec<String> {
+        matches
+            .get_one::<String>(name)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut scenarios = list("scenario");
+    if scenarios.iter().any(|s| s == "all") {
+        scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
+    }
+    for s in &scenarios {
+        if !SCENARIOS.contains(&s.as_str()) {
+            bail!(
+                "--scenario {s:?}: unknown scenario (choose from {} or all)",
+                SCENARIOS.join(", ")
+            );
+        }
+    }
+    if scenarios.is_empty() {
+        bail!("--scenario: name at least one scenario");
+    }
+    let mut names = list("transport");
+    if names.iter().any(|s| s == "all") {
+        names = ["tcp", "quic", "ws", "wss"].map(String::from).to_vec();
+    }
+    let transports = names
+        .iter()
+        .map(|t| {
+            Transport::parse(t).ok_or_else(|| {
+                anyhow!(
+                    "--transport {t:?}: unknown transport (choose from tcp, quic, ws, wss or all)"
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if transports.is_empty() {
+        bail!("--transport: name at least one transport");
+    }
+    let raw = matches
+        .get_one::<String>("bytes")
+        .map(String::as_str)
+        .unwrap_or("");
+    let bytes = parse_size(raw).ok_or_else(|| {
+        anyhow!("--bytes {raw:?}: expected a positive size such as 1048576, 64KiB, 256MiB or 1GiB")
+    })?;
+    let slow_raw = matches
+        .get_one::<String>("slow-read")
+        .map(String::as_str)
+        .unwrap_or("");
+    let slow_read_mib = slow_raw
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| anyhow!("--slow-read {slow_raw:?}: expected MiB/s above 0, e.g. 32"))?;
+    let opts = Opts {
+        transports,
+        bytes,
+        repeats: count(matches, "repeats")?,
+        circuits: count(matches, "circuits")?,
+        pings: count(matches, "pings")?,
+        slow_read_mib,
+    };
+    Ok((scenarios, opts, matches.get_flag("json")))
+}
+
+/// A positive whole number flag.
+fn count(matches: &ArgMatches, name: &str) -> anyhow::Result<usize> {
+    let raw = matches
+        .get_one::<String>(name)
+        .map(String::as_str)
+        .unwrap_or("");
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| anyhow!("--{name} {raw:?}: expected a whole number of at least 1"))
+}
+
+/// `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`… as binary units).
+fn parse_size(raw: &str) -> Option<u64> {
+    let s = raw.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift).filter(|n| *n > 0)
+}

@@ -1,0 +1,607 @@
+//! The bench's peers: client swarms (relay client + raw streams) on their own tasks, and
+//! the two relays under test, each a child process of this binary (`--serve dusk` or
+//! `--serve baseline`) so its CPU time and memory can be read from `/proc/<pid>`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use dusk_relay::transport::{self, WssTls};
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, noise, ping, relay, websocket, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+/// The protocol bench clients exchange bytes on.
+pub const DATA_PROTOCOL: libp2p::StreamProtocol =
+    libp2p::StreamProtocol::new("/dusk-relay-bench/data/1.0.0");
+
+/// Bound on anything that should take well under a second on loopback.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Quic,
+    Ws,
+    Wss,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Quic => "quic",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Transport> {
+        Some(match s {
+            "tcp" => Transport::Tcp,
+            "quic" => Transport::Quic,
+            "ws" => Transport::Ws,
+            "wss" => Transport::Wss,
+            _ => return None,
+        })
+    }
+
+    /// A loopback listen address of this transport on an OS-assigned port.
+    pub fn listen_addr(self) -> Multiaddr {
+        let s = match self {
+            Transport::Tcp => "/ip4/127.0.0.1/tcp/0",
+            Transport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+            Transport::Ws => "/ip4/127.0.0.1/tcp/0/ws",
+            Transport::Wss => "/ip4/127.0.0.1/tcp/0/tls/ws",
+        };
+        s.parse().expect("a valid literal multiaddr")
+    }
+
+    /// Whether `addr` is an address of this transport.
+    pub fn matches(self, addr: &Multiaddr) -> bool {
+        let protocols: Vec<_> = addr.iter().collect();
+        let has = |f: fn(&Protocol) -> bool| protocols.iter().any(f);
+        let ws = has(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)));
+        let tls = has(|p| matches!(p, Protocol::Tls | Protocol::Wss(_)));
+        match self {
+            Transport::Tcp => has(|p| matches!(p, Protocol::Tcp(_))) && !ws,
+            Transport::Quic => has(|p| matches!(p, Protocol::QuicV1)),
+            Transport::Ws => ws && !tls,
+            Transport::Wss => ws && tls,
+        }
+    }
+}
+
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| anyhow!("timed out after {limit:?} waiting for {what}"))
+}
+
+#[derive(NetworkBehaviour)]
+pub struct ClientBehaviour {
+    relay_client: relay::client::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+type SwarmCall = Box<dyn FnOnce(&mut Swarm<ClientBehaviour>) + Send>;
+
+/// How a client does WSS: dial trusting the bench certificate, or listen with it (the
+/// listening side of a direct WSS connection).
+pub enum Tls {
+    Trust(Vec<u8>),
+    Serve(Arc<rustls::ServerConfig>),
+}
+
+/// A client swarm on its own task, as a dusk peer: relay client, identify, ping and raw
+/// streams on [`DATA_PROTOCOL`].
+pub struct Client {
+    pub peer_id: PeerId,
+    pub control: libp2p_stream::Control,
+    pub incoming: libp2p_stream::IncomingStreams,
+    calls: mpsc::UnboundedSender<SwarmCall>,
+    events: mpsc::UnboundedReceiver<SwarmEvent<ClientBehaviourEvent>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Client {
+    pub fn new(tls: Tls) -> anyhow::Result<Client> {
+        let wss = match tls {
+            Tls::Trust(cert) => {
+                let mut builder = websocket::tls::Config::builder();
+                builder
+                    .add_trust(&websocket::tls::Certificate::new(cert))
+                    .map_err(|e| anyhow!("cannot trust the bench certificate: {e}"))?;
+                WssTls::Trust(builder.finish())
+            }
+            Tls::Serve(config) => WssTls::Serve(config),
+        };
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_other_transport(|key| {
+                transport::build(key, Some(wss), Duration::from_secs(20))
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|e| anyhow!("client transport: {e}"))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| anyhow!("client relay transport: {e}"))?
+            .with_behaviour(|key, relay_client| ClientBehaviour {
+                relay_client,
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/dusk/1.0.0".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+                stream: libp2p_stream::Behaviour::new(),
+            })
+            .map_err(|e| anyhow!("client behaviour: {e}"))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        let peer_id = *swarm.local_peer_id();
+        let mut control = swarm.behaviour().stream.new_control();
+        let incoming = control
+            .accept(DATA_PROTOCOL)
+            .map_err(|e| anyhow!("accept {DATA_PROTOCOL}: {e}"))?;
+        let (calls, mut call_rx) = mpsc::unbounded_channel::<SwarmCall>();
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    call = call_rx.recv() => match call {
+                        Some(call) => call(&mut swarm),
+                        None => break,
+                    },
+                    event = swarm.select_next_some() => {
+                        let _ = event_tx.send(event);
+                    }
+                }
+            }
+        });
+        Ok(Client {
+            peer_id,
+            control,
+            incoming,
+            calls,
+            events,
+            task,
+        })
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Swarm<ClientBehaviour>) -> R + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Box::new(move |swarm| {
+                let _ = tx.send(f(swarm));
+            }))
+            .map_err(|_| anyhow!("client task stopped"))?;
+        rx.await.map_err(|_| anyhow!("client task stopped"))
+    }
+
+    /// The next event `f` maps to `Some`, within [`EVENT_TIMEOUT`].
+    async fn next<T>(
+        &mut self,
+        what: &str,
+        mut f: impl FnMut(SwarmEvent<ClientBehaviourEvent>) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let events = &mut self.events;
+        within(EVENT_TIMEOUT, what, async {
+            loop {
+                let event = events
+                    .recv()
+                    .await
+                    .ok_or_else(|| anyhow!("client task stopped"))?;
+                if let Some(found) = f(event) {
+                    return Ok(found);
+                }
+            }
+        })
+        .await?
+    }
+
+    /// Listens on `addr` (a direct listener); returns the bound address.
+    pub async fn listen(&mut self, addr: Multiaddr) -> anyhow::Result<Multiaddr> {
+        self.call(move |s| s.listen_on(addr)).await??;
+        self.next("listen address", |e| match e {
+            SwarmEvent::NewListenAddr { address, .. } => Some(Ok(address)),
+            SwarmEvent::ListenerClosed { reason, .. } => {
+                Some(Err(anyhow!("listener closed: {reason:?}")))
+            }
+            _ => None,
+        })
+        .await?
+    }
+
+    /// Dials `addr` (ending in `/p2p/<peer>`) and waits for the connection to `peer`.
+    pub async fn connect(&mut self, addr: Multiaddr, peer: PeerId) -> anyhow::Result<()> {
+        self.call(move |s| s.dial(addr)).await??;
+        self.next("connection", |e| match e {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => Some(Ok(())),
+            SwarmEvent::OutgoingConnectionError { error, .. } => {
+                Some(Err(anyhow!("cannot connect to {peer}: {error}")))
+            }
+            _ => None,
+        })
+        .await?
+    }
+
+    /// Reserves a slot on the relay at `relay_addr` (with `/p2p/<relay>`).
+    pub async fn reserve(&mut self, relay_addr: &Multiaddr) -> anyhow::Result<()> {
+        let circuit = relay_addr.clone().with(Protocol::P2pCircuit);
+        self.call(move |s| s.listen_on(circuit)).await??;
+        self.next("reservation", |e| match e {
+            SwarmEvent::Behaviour(ClientBehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { .. },
+            )) => Some(Ok(())),
+            SwarmEvent::ListenerClosed { reason, .. } => {
+                Some(Err(anyhow!("reservation refused: {reason:?}")))
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                Some(Err(anyhow!("reservation failed: {error}")))
+            }
+            _ => None,
+        })
+        .await?
+    }
+
+    pub async fn open_stream(&mut self, peer: PeerId) -> anyhow::Result<libp2p::Stream> {
+        within(
+            EVENT_TIMEOUT,
+            "data stream",
+            self.control.open_stream(peer, DATA_PROTOCOL),
+        )
+        .await?
+        .map_err(|e| anyhow!("open data stream: {e}"))
+    }
+
+    pub async fn accept_stream(&mut self) -> anyhow::Result<libp2p::Stream> {
+        let (_, stream) = within(EVENT_TIMEOUT, "incoming data stream", self.incoming.next())
+            .await?
+            .ok_or_else(|| anyhow!("incoming streams closed"))?;
+        Ok(stream)
+    }
+}
+
+/// Which path a pair of clients talks over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Direct,
+    Dusk,
+    Baseline,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Direct => "direct",
+            Via::Dusk => "dusk-relay",
+            Via::Baseline => "baseline",
+        }
+    }
+}
+
+/// Two clients connected over `path`: `dialer` opens streams to `listener`.
+pub struct Pair {
+    pub dialer: Client,
+    pub listener: Client,
+}
+
+impl Pair {
+    /// Clients connected directly over `transport`.
+    pub async fn direct(env: &BenchEnv, transport: Transport) -> anyhow::Result<Pair> {
+        let mut listener = Client::new(Tls::Serve(env.server_config.clone()))?;
+        let mut dialer = Client::new(Tls::Trust(env.cert_der.clone()))?;
+        let addr = listener.listen(transport.listen_addr()).await?;
+        let peer = listener.peer_id;
+        dialer.connect(addr.with(Protocol::P2p(peer)), peer).await?;
+        Ok(Pair { dialer, listener })
+    }
+
+    /// `listener` reserves on `relay`, `dialer` dials it through the relay.
+    pub async fn relayed(
+        env: &BenchEnv,
+        relay: &RelayChild,
+        transport: Transport,
+    ) -> anyhow::Result<Pair> {
+        let relay_addr = relay.addr(transport)?;
+        let mut listener = Client::new(Tls::Trust(env.cert_der.clone()))?;
+        let mut dialer = Client::new(Tls::Trust(env.cert_der.clone()))?;
+        listener.reserve(&relay_addr).await?;
+        dialer.connect(relay_addr.clone(), relay.peer_id).await?;
+        let target = listener.peer_id;
+        let circuit = relay_addr
+            .with(Protocol::P2pCircuit)
+            .with(Protocol::P2p(target));
+        dialer.call(move |s| s.dial(circuit)).await??;
+        dialer
+            .next("relayed connection", |e| match e {
+                SwarmEvent::ConnectionEstablished {
+                    peer_id, endpoint, ..
+                } if peer_id == target => Some(if endpoint.is_relayed() {
+                    Ok(())
+                } else {
+                    Err(anyhow!("the connection did not go through the relay"))
+                }),
+                SwarmEvent::OutgoingConnectionError {
+                    peer_id: Some(p),
+                    error,
+                    ..
+                } if p == target => Some(Err(anyhow!("circuit failed: {error}"))),
+                _ => None,
+            })
+            .await??;
+        Ok(Pair { dialer, listener })
+    }
+
+    /// A fresh stream from the dialer to the listener: (dialer's end, listener's end).
+    pub async fn stream(&mut self) -> anyhow::Result<(libp2p::Stream, libp2p::Stream)> {
+        let peer = self.listener.peer_id;
+        let (out, inbound) =
+            futures::future::join(self.dialer.open_stream(peer), self.listener.accept_stream())
+                .await;
+        Ok((out?, inbound?))
+    }
+}
+
+/// What every scenario shares: a scratch directory and the WSS certificate that the
+/// relays and direct listeners serve and the clients trust.
+pub struct BenchEnv {
+    pub dir: ScratchDir,
+    pub cert_der: Vec<u8>,
+    pub server_config: Arc<rustls::ServerConfig>,
+    pub circuits: usize,
+}
+
+impl BenchEnv {
+    pub fn new(circuits: usize) -> anyhow::Result<BenchEnv> {
+        let dir = ScratchDir::new()?;
+        let (cert_der, server_config) = load_tls(dir.path())?;
+        Ok(BenchEnv {
+            dir,
+            cert_der,
+            server_config,
+            circuits,
+        })
+    }
+
+    pub fn spawn_relay(&self, path: Via) -> anyhow::Result<RelayChild> {
+        let kind = match path {
+            Via::Dusk => "dusk",
+            Via::Baseline => "baseline",
+            Via::Direct => bail!("a direct pair has no relay"),
+        };
+        RelayChild::spawn(kind, self.dir.path(), self.circuits)
+    }
+}
+
+/// A directory of this run's files (keypairs, certificate), removed when dropped.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> anyhow::Result<ScratchDir> {
+        let path = std::env::temp_dir().join(format!("dusk-relay-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create the scratch directory {}", path.display()))?;
+        Ok(ScratchDir(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The relay config of the bench (as tests/support's `test_config`): loopback, every
+/// listener on an OS-assigned port, files in `dir`.
+pub fn dusk_config(dir: &Path) -> dusk_relay::Config {
+    use std::net::{IpAddr, Ipv4Addr};
+    dusk_relay::Config {
+        port: 0,
+        ws_port: Some(0),
+        wss_port: Some(0),
+        listen_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        keypair_path: dir.join("keypair"),
+        metrics_addr: Some(std::net::SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            0,
+        )),
+        ..dusk_relay::Config::default()
+    }
+}
+
+/// Loads (creating on first use) the self-signed WSS certificate in `dir`, the one the
+/// dusk relay child finds there too: (its DER, a server config serving it).
+pub fn load_tls(dir: &Path) -> anyhow::Result<(Vec<u8>, Arc<rustls::ServerConfig>)> {
+    let material = dusk_relay::tls::load_or_generate(&dusk_config(dir))?;
+    let der = material
+        .certs
+        .first()
+        .ok_or_else(|| anyhow!("the WSS certificate chain is empty"))?
+        .to_vec();
+    let served = dusk_relay::cert_reload::ServedCertificate::new(&material)?;
+    Ok((der, served.server_config()))
+}
+
+/// A relay running as a child process of this binary. Killed (by its pid) when dropped;
+/// it also exits by itself when its stdin closes, so it never outlives the bench.
+pub struct RelayChild {
+    child: Child,
+    pub peer_id: PeerId,
+    pub addrs: Vec<Multiaddr>,
+    /// From spawn to the child's `ready` line.
+    pub startup: Duration,
+}
+
+impl RelayChild {
+    pub fn spawn(kind: &str, dir: &Path, circuits: usize) -> anyhow::Result<RelayChild> {
+        let exe = std::env::current_exe().context("cannot find the bench binary")?;
+        let start = Instant::now();
+        let mut child = Command::new(exe)
+            .args([
+                "--serve",
+                kind,
+                "--circuits",
+                &circuits.to_string(),
+                "--dir",
+            ])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start the {kind} relay"))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (peer_id, addrs) = match read_ready(stdout) {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.context(format!("the {kind} relay did not start")));
+            }
+        };
+        Ok(RelayChild {
+            child,
+            peer_id,
+            addrs,
+            startup: start.elapsed(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The relay's address for `transport`, with `/p2p/<relay>`.
+    pub fn addr(&self, transport: Transport) -> anyhow::Result<Multiaddr> {
+        let addr = self
+            .addrs
+            .iter()
+            .find(|a| transport.matches(a))
+            .ok_or_else(|| anyhow!("the relay has no {} listener", transport.name()))?;
+        Ok(addr.clone().with(Protocol::P2p(self.peer_id)))
+    }
+}
+
+impl Drop for RelayChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `peer <id>` and `addr <multiaddr>` lines up to `ready`; keeps draining the
+/// rest on a thread so the child never blocks on a full pipe.
+fn read_ready(stdout: std::process::ChildStdout) -> anyhow::Result<(PeerId, Vec<Multiaddr>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut peer = None;
+        let mut addrs = Vec::new();
+        let result = loop {
+            let line = match lines.next() {
+                Some(Ok(line)) => line,
+                _ => break Err(anyhow!("exited before it was ready")),
+            };
+            if let Some(id) = line.strip_prefix("peer ") {
+                peer = id.parse::<PeerId>().ok();
+            } else if let Some(addr) = line.strip_prefix("addr ") {
+                match addr.parse::<Multiaddr>() {
+                    Ok(addr) => addrs.push(addr),
+                    Err(e) => break Err(anyhow!("bad address line {line:?}: {e}")),
+                }
+            } else if line == "ready" {
+                break peer
+                    .map(|p| (p, std::mem::take(&mut addrs)))
+                    .ok_or_else(|| anyhow!("no peer line before ready"));
+            }
+        };
+        let _ = tx.send(result);
+        for _ in lines {}
+    });
+    rx.recv_timeout(EVENT_TIMEOUT)
+        .map_err(|_| anyhow!("no ready line within {EVENT_TIMEOUT:?}"))?
+}
+
+/// A relay's CPU time so far (user + system, all threads), from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow!("unexpected {path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .ok_or_else(|| anyhow!("unexpected {path}"))
+    };
+    // utime is field 14 and stime 15 (1-based); here index 11 and 12.
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux the bench targets (USER_HZ is fixed by
+/// the kernel ABI), read from `getconf` when available.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`).
+pub fn status_kib(pid: &str, field: &str) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow!("no {field} in {path}"))
+}
+
+/// The sibling `dusk-relay` binary (built by the same cargo profile).
+pub fn relay_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the bench binary")?;
+    let binary = exe.with_file_name("dusk-relay");
+    if !binary.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release --bin dusk-relay)",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
