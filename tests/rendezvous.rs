@@ -17,28 +17,6 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use support::*;
 
-async fn discover(client: &mut Client, relay: PeerId, namespace: &str) -> Vec<Registration> {
-    let ns = Namespace::new(namespace.to_owned()).unwrap();
-    client
-        .call(move |s| {
-            s.behaviour_mut()
-                .rendezvous
-                .discover(Some(ns), None, None, relay)
-        })
-        .await;
-    client
-        .next("discover response", |e| match e {
-            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
-                rendezvous::client::Event::Discovered { registrations, .. },
-            )) => Some(registrations),
-            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
-                rendezvous::client::Event::DiscoverFailed { error, .. },
-            )) => panic!("discover failed: {error:?}"),
-            _ => None,
-        })
-        .await
-}
-
 async fn register_discover_unregister(transport: Transport) {
     let relay = TestRelay::start().await;
     let relay_id = relay.peer_id();

@@ -214,6 +214,18 @@ mod tests {
         }
     }
 
+    async fn register(
+        store: &MemoryStore,
+        ns: &str,
+        peer: PeerId,
+        ttl_secs: u64,
+    ) -> RegisterOutcome {
+        store
+            .register(registration(ns, peer, ttl_secs), CAPS)
+            .await
+            .unwrap()
+    }
+
     const CAPS: Caps = Caps {
         per_peer: 2,
         total: 3,
@@ -224,47 +236,17 @@ mod tests {
         let store = MemoryStore::new();
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
         let ok = RegisterOutcome::Registered;
+        assert_eq!(register(&store, "x", a, 60).await, ok);
+        assert_eq!(register(&store, "y", a, 60).await, ok);
         assert_eq!(
-            store
-                .register(registration("x", a, 60), CAPS)
-                .await
-                .unwrap(),
-            ok
-        );
-        assert_eq!(
-            store
-                .register(registration("y", a, 60), CAPS)
-                .await
-                .unwrap(),
-            ok
-        );
-        assert_eq!(
-            store
-                .register(registration("z", a, 60), CAPS)
-                .await
-                .unwrap(),
+            register(&store, "z", a, 60).await,
             RegisterOutcome::PeerFull
         );
         // A re-registration fits even at the cap, and moves to the end of the order.
+        assert_eq!(register(&store, "x", a, 60).await, ok);
+        assert_eq!(register(&store, "x", b, 60).await, ok);
         assert_eq!(
-            store
-                .register(registration("x", a, 60), CAPS)
-                .await
-                .unwrap(),
-            ok
-        );
-        assert_eq!(
-            store
-                .register(registration("x", b, 60), CAPS)
-                .await
-                .unwrap(),
-            ok
-        );
-        assert_eq!(
-            store
-                .register(registration("x", c, 60), CAPS)
-                .await
-                .unwrap(),
+            register(&store, "x", c, 60).await,
             RegisterOutcome::StoreFull
         );
         assert_eq!(store.count().await.unwrap(), 3);
@@ -289,7 +271,7 @@ mod tests {
     async fn expired_registrations_are_gone() {
         let store = MemoryStore::new();
         let a = PeerId::random();
-        store.register(registration("x", a, 0), CAPS).await.unwrap();
+        register(&store, "x", a, 0).await;
         assert_eq!(store.count().await.unwrap(), 0);
         assert!(store
             .discover(Some("x".into()), 0, 10)

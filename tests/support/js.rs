@@ -15,8 +15,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use super::{within, Pattern};
-
 /// Bound for a command that moves MiBs through the relay on a shared 2-core machine.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound for anything else (reserve, dial): loopback, well under a second.
@@ -357,63 +355,6 @@ pub fn exchanged_ms(message: &Value, sent: usize, received: usize) -> f64 {
         "{message}"
     );
     message["ms"].as_f64().expect("ms")
-}
-
-/// `tests/support`'s `exchange` with a length per direction: writes `send_len` pattern
-/// bytes seeded `send_seed` while reading and checking `recv_len` bytes seeded
-/// `recv_seed`, then half-closes. Returns the time taken.
-pub async fn exchange_unequal(
-    stream: libp2p::Stream,
-    send_len: usize,
-    recv_len: usize,
-    send_seed: u64,
-    recv_seed: u64,
-) -> Duration {
-    use futures::{AsyncReadExt, AsyncWriteExt};
-    const CHUNK: usize = 64 * 1024;
-    let start = std::time::Instant::now();
-    let (mut reader, mut writer) = stream.split();
-    let send = async move {
-        let mut pattern = Pattern::new(send_seed);
-        let mut buf = vec![0u8; CHUNK];
-        let mut left = send_len;
-        while left > 0 {
-            let n = left.min(CHUNK);
-            pattern.fill(&mut buf[..n]);
-            writer.write_all(&buf[..n]).await.expect("write");
-            left -= n;
-        }
-        writer.close().await.expect("close");
-    };
-    let receive = async move {
-        let mut pattern = Pattern::new(recv_seed);
-        let mut buf = vec![0u8; CHUNK];
-        let mut expected = vec![0u8; CHUNK];
-        let mut done = 0;
-        while done < recv_len {
-            let n = (recv_len - done).min(CHUNK);
-            reader
-                .read_exact(&mut buf[..n])
-                .await
-                .unwrap_or_else(|e| panic!("read failed after {done} of {recv_len} bytes: {e}"));
-            pattern.fill(&mut expected[..n]);
-            assert!(
-                buf[..n] == expected[..n],
-                "received bytes differ from the sent ones at offset {done}"
-            );
-            done += n;
-        }
-        let mut rest = Vec::new();
-        reader.read_to_end(&mut rest).await.expect("read to end");
-        assert!(rest.is_empty(), "{} bytes more than sent", rest.len());
-    };
-    within(
-        TRANSFER_TIMEOUT,
-        "data exchange",
-        futures::future::join(send, receive),
-    )
-    .await;
-    start.elapsed()
 }
 
 /// Standard base64 with padding (for PEM and Chromium's SPKI list).

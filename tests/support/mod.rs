@@ -463,13 +463,26 @@ pub async fn exchange(
     send_seed: u64,
     recv_seed: u64,
 ) -> Duration {
+    exchange_unequal(stream, len, len, send_seed, recv_seed).await
+}
+
+/// [`exchange`] with a length per direction: writes `send_len` pattern
+/// bytes seeded `send_seed` while reading and checking `recv_len` bytes seeded
+/// `recv_seed`, then half-closes. Returns the time taken.
+pub async fn exchange_unequal(
+    stream: libp2p::Stream,
+    send_len: usize,
+    recv_len: usize,
+    send_seed: u64,
+    recv_seed: u64,
+) -> Duration {
     const CHUNK: usize = 64 * 1024;
     let start = Instant::now();
     let (mut reader, mut writer) = stream.split();
     let send = async move {
         let mut pattern = Pattern::new(send_seed);
         let mut buf = vec![0u8; CHUNK];
-        let mut left = len;
+        let mut left = send_len;
         while left > 0 {
             let n = left.min(CHUNK);
             pattern.fill(&mut buf[..n]);
@@ -483,9 +496,12 @@ pub async fn exchange(
         let mut buf = vec![0u8; CHUNK];
         let mut expected = vec![0u8; CHUNK];
         let mut done = 0;
-        while done < len {
-            let n = (len - done).min(CHUNK);
-            reader.read_exact(&mut buf[..n]).await.expect("read");
+        while done < recv_len {
+            let n = (recv_len - done).min(CHUNK);
+            reader
+                .read_exact(&mut buf[..n])
+                .await
+                .unwrap_or_else(|e| panic!("read failed after {done} of {recv_len} bytes: {e}"));
             pattern.fill(&mut expected[..n]);
             assert!(
                 buf[..n] == expected[..n],
@@ -540,6 +556,33 @@ pub async fn open_circuit(relay: &TestRelay, transport: Transport) -> (Client, C
     })
     .await;
     (a, b)
+}
+
+/// Discovers `namespace` at the relay with the rendezvous client dusk ships.
+pub async fn discover(
+    client: &mut Client,
+    relay: PeerId,
+    namespace: &str,
+) -> Vec<rendezvous::Registration> {
+    let ns = rendezvous::Namespace::new(namespace.to_owned()).expect("namespace fits");
+    client
+        .call(move |s| {
+            s.behaviour_mut()
+                .rendezvous
+                .discover(Some(ns), None, None, relay)
+        })
+        .await;
+    client
+        .next("discover response", |e| match e {
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::Discovered { registrations, .. },
+            )) => Some(registrations),
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::DiscoverFailed { error, .. },
+            )) => panic!("discover failed: {error:?}"),
+            _ => None,
+        })
+        .await
 }
 
 /// Registers `client` under `namespace` at the relay with the rendezvous client dusk
