@@ -8,46 +8,69 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, identify, ping, relay};
+use libp2p::{connection_limits, identify, memory_connection_limits, ping, relay};
 
+use crate::access::AccessControl;
+use crate::access_gate::AccessGate;
 use crate::config::Config;
 use crate::defaults;
+use crate::ip_caps::IpCaps;
 use crate::rendezvous::{self, MemoryStore, Store};
+use crate::source_limits::SourceLimits;
 
 /// The token buckets of libp2p's relay refill over this window; our rates are per minute.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// First, so a connection over the caps is refused before any other behaviour sees it.
+    /// First, so a connection over a per-IP cap or the descriptor budget is refused
+    /// before any other behaviour (or a handshake) spends anything on it.
+    pub source_limits: SourceLimits,
     pub connection_limits: connection_limits::Behaviour,
-    pub relay: relay::Behaviour,
+    pub memory_limits: Toggle<memory_connection_limits::Behaviour>,
+    /// libp2p's relay behind the access list.
+    pub relay: AccessGate,
     pub rendezvous: rendezvous::Server,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
 }
 
+/// What the behaviour shares with the rest of the relay.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    /// While true, reservation requests are denied (`RESOURCE_LIMIT_EXCEEDED`) and
+    /// rendezvous registrations too (`E_UNAVAILABLE`); circuits, discovery and
+    /// everything else carry on.
+    pub draining: Arc<AtomicBool>,
+    pub ip_caps: IpCaps,
+    pub access: AccessControl,
+    /// Connections that may hold a file descriptor ([`crate::fd_limit`]); `None`: no
+    /// budget.
+    pub descriptor_budget: Option<usize>,
+}
+
+impl Shared {
+    /// An in-memory rendezvous store, no drain, the config's caps and access list.
+    pub fn for_config(config: &Config) -> Self {
+        Shared {
+            store: Arc::new(MemoryStore::new()),
+            draining: Arc::default(),
+            ip_caps: IpCaps::new(&config.relay),
+            access: AccessControl::new(config.access.clone()),
+            descriptor_budget: None,
+        }
+    }
+}
+
 impl Behaviour {
-    /// With an in-memory rendezvous store and no drain gate.
+    /// With an in-memory rendezvous store and nothing shared.
     pub fn new(keypair: &Keypair, config: &Config) -> Self {
-        Self::with_drain_gate(
-            keypair,
-            config,
-            Arc::new(MemoryStore::new()),
-            Arc::default(),
-        )
+        Self::with_shared(keypair, config, Shared::for_config(config))
     }
 
-    /// While `draining` is true, reservation requests are denied
-    /// (`RESOURCE_LIMIT_EXCEEDED`) and rendezvous registrations too (`E_UNAVAILABLE`);
-    /// circuits, discovery and everything else carry on.
-    pub fn with_drain_gate(
-        keypair: &Keypair,
-        config: &Config,
-        store: Arc<dyn Store>,
-        draining: Arc<AtomicBool>,
-    ) -> Self {
+    pub fn with_shared(keypair: &Keypair, config: &Config, shared: Shared) -> Self {
         let limits = &config.connection_limits;
         let connection_limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
@@ -55,6 +78,9 @@ impl Behaviour {
                 .with_max_established_per_peer(Some(limits.max_established_per_peer))
                 .with_max_pending_incoming(Some(limits.max_pending_incoming)),
         );
+        let memory_limits = limits
+            .max_memory_bytes
+            .map(memory_connection_limits::Behaviour::with_max_bytes);
 
         let identify = identify::Behaviour::new(
             identify::Config::new(defaults::IDENTIFY_PROTOCOL.to_owned(), keypair.public())
@@ -65,17 +91,25 @@ impl Behaviour {
         );
 
         let rendezvous = rendezvous::Server::new(
-            store,
+            shared.store,
             rendezvous::Policy::from_limits(&config.rendezvous),
-            draining.clone(),
+            shared.draining.clone(),
+            shared.access.clone(),
+        );
+        let relay = relay::Behaviour::new(
+            keypair.public().to_peer_id(),
+            relay_config(config, shared.draining, &shared.ip_caps),
         );
 
         Behaviour {
-            connection_limits,
-            relay: relay::Behaviour::new(
-                keypair.public().to_peer_id(),
-                relay_config(config, draining),
+            source_limits: SourceLimits::new(
+                limits.max_per_ip,
+                limits.max_per_ipv6_64,
+                shared.descriptor_budget,
             ),
+            connection_limits,
+            memory_limits: memory_limits.into(),
+            relay: AccessGate::new(relay, shared.access),
             rendezvous,
             identify,
             ping: ping::Behaviour::default(),
@@ -85,7 +119,7 @@ impl Behaviour {
 
 /// libp2p's relay config with dusk's limits. Reservations and circuits on relayed
 /// connections are refused by libp2p itself (such connections get no HOP handler).
-fn relay_config(config: &Config, draining: Arc<AtomicBool>) -> relay::Config {
+fn relay_config(config: &Config, draining: Arc<AtomicBool>, ip_caps: &IpCaps) -> relay::Config {
     let limits = &config.relay;
     let mut relay = relay::Config {
         max_reservations: limits.max_reservations,
@@ -119,5 +153,19 @@ fn relay_config(config: &Config, draining: Arc<AtomicBool>) -> relay::Config {
     if let Some(rate) = NonZeroU32::new(limits.circuit_rate_per_ip) {
         relay = relay.circuit_src_per_ip(rate, RATE_WINDOW);
     }
+    // Last: libp2p asks limiters in order and stops at the first "no", so a "yes" here
+    // means the request is accepted, which is when the per-IP counts must move.
+    let caps = ip_caps.clone();
+    relay
+        .reservation_rate_limiters
+        .push(Box::new(move |peer, addr: &libp2p::Multiaddr, _| {
+            caps.admit_reservation(peer, addr)
+        }));
+    let caps = ip_caps.clone();
+    relay
+        .circuit_src_rate_limiters
+        .push(Box::new(move |_, addr: &libp2p::Multiaddr, _| {
+            caps.admit_circuit(addr)
+        }));
     relay
 }

@@ -12,7 +12,7 @@ use crate::config::{Config, LoadError};
 use crate::settings::{CONFIG_ENV, SETTINGS};
 
 /// What the operator asked for.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Cli {
     pub command: CliCommand,
     /// `--config PATH` or `DUSK_RELAY_CONFIG`.
@@ -23,7 +23,7 @@ pub struct Cli {
     pub flags: Vec<(&'static str, String)>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CliCommand {
     Run,
     Healthcheck,

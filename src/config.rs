@@ -7,7 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::access::AccessList;
 
 use crate::defaults;
 use crate::settings::{self, FileError, Layers, Named};
@@ -32,10 +34,15 @@ pub struct Config {
     /// WSS certificate source.
     pub tls: TlsConfig,
     pub connection_limits: ConnectionLimits,
+    /// The whole transport upgrade (TCP/WS/TLS, noise, yamux) must finish within this.
+    pub handshake_timeout: Duration,
     /// Connections with no reservation, circuit or stream are closed after this.
     pub idle_connection_timeout: Duration,
     pub relay: RelayLimits,
     pub rendezvous: RendezvousLimits,
+    pub bandwidth: BandwidthLimits,
+    /// Who is served; replaced on SIGHUP.
+    pub access: AccessList,
     /// The `/metrics`, `/healthz`, `/readyz` endpoint; `None` disables it.
     pub metrics_addr: Option<SocketAddr>,
     /// How long open circuits may keep flowing after the first stop signal; zero stops
@@ -91,6 +98,37 @@ pub struct ConnectionLimits {
     pub max_established: u32,
     pub max_established_per_peer: u32,
     pub max_pending_incoming: u32,
+    /// 0: no limit.
+    pub max_per_ip: usize,
+    pub max_per_ipv6_64: usize,
+    /// Refuse new connections while resident memory is above this; `None`: off.
+    pub max_memory_bytes: Option<usize>,
+    pub max_negotiating_streams: usize,
+}
+
+/// Circuit bandwidth caps in bytes per second, 0 meaning no limit. See
+/// [`crate::bandwidth`].
+#[derive(Debug, Clone)]
+pub struct BandwidthLimits {
+    /// One direction of one circuit.
+    pub circuit_bytes_per_sec: u32,
+    /// What one peer sends into all its circuits.
+    pub peer_bytes_per_sec: u32,
+    /// All circuits together.
+    pub total_bytes_per_sec: u32,
+    /// Never throttled.
+    pub exempt: Vec<PeerId>,
+}
+
+impl BandwidthLimits {
+    pub fn unlimited() -> Self {
+        BandwidthLimits {
+            circuit_bytes_per_sec: 0,
+            peer_bytes_per_sec: 0,
+            total_bytes_per_sec: 0,
+            exempt: Vec::new(),
+        }
+    }
 }
 
 /// Circuit relay v2 limits. See [`crate::defaults`] for why each value is what it is.
@@ -98,9 +136,15 @@ pub struct ConnectionLimits {
 pub struct RelayLimits {
     pub max_reservations: usize,
     pub max_reservations_per_peer: usize,
+    /// Peers holding a reservation per IP and per IPv6 /64; 0: no limit.
+    pub max_reservations_per_ip: usize,
+    pub max_reservations_per_ipv6_64: usize,
     pub reservation_duration: Duration,
     pub max_circuits: usize,
     pub max_circuits_per_peer: usize,
+    /// Open circuit ends per IP and per IPv6 /64; 0: no limit.
+    pub max_circuits_per_ip: usize,
+    pub max_circuits_per_ipv6_64: usize,
     /// `None`: no time limit.
     pub max_circuit_duration: Option<Duration>,
     /// 0: no byte limit.
@@ -189,14 +233,23 @@ impl Default for Config {
                 max_established: defaults::MAX_CONNECTIONS,
                 max_established_per_peer: defaults::MAX_CONNECTIONS_PER_PEER,
                 max_pending_incoming: defaults::MAX_PENDING_INCOMING,
+                max_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
+                max_per_ipv6_64: defaults::MAX_CONNECTIONS_PER_IPV6_64,
+                max_memory_bytes: Some(mib(defaults::MAX_MEMORY_MIB)),
+                max_negotiating_streams: defaults::MAX_NEGOTIATING_STREAMS,
             },
+            handshake_timeout: defaults::CONNECTION_UPGRADE_TIMEOUT,
             idle_connection_timeout: defaults::IDLE_CONNECTION_TIMEOUT,
             relay: RelayLimits {
                 max_reservations: defaults::MAX_RESERVATIONS,
                 max_reservations_per_peer: defaults::MAX_RESERVATIONS_PER_PEER,
+                max_reservations_per_ip: defaults::MAX_RESERVATIONS_PER_IP,
+                max_reservations_per_ipv6_64: defaults::MAX_RESERVATIONS_PER_IPV6_64,
                 reservation_duration: defaults::RESERVATION_DURATION,
                 max_circuits: defaults::MAX_CIRCUITS,
                 max_circuits_per_peer: defaults::MAX_CIRCUITS_PER_PEER,
+                max_circuits_per_ip: defaults::MAX_CIRCUITS_PER_IP,
+                max_circuits_per_ipv6_64: defaults::MAX_CIRCUITS_PER_IPV6_64,
                 max_circuit_duration: Some(defaults::MAX_CIRCUIT_DURATION),
                 max_circuit_bytes: defaults::MAX_CIRCUIT_BYTES,
                 reservation_rate_per_peer: defaults::RESERVATION_RATE_PER_PEER,
@@ -212,6 +265,13 @@ impl Default for Config {
                 allow_direct_addresses: false,
                 store: RendezvousStore::Memory,
             },
+            bandwidth: BandwidthLimits {
+                circuit_bytes_per_sec: defaults::CIRCUIT_BYTES_PER_SEC,
+                peer_bytes_per_sec: defaults::PEER_BYTES_PER_SEC,
+                total_bytes_per_sec: defaults::TOTAL_BYTES_PER_SEC,
+                exempt: Vec::new(),
+            },
+            access: AccessList::default(),
             metrics_addr: Some(SocketAddr::new(
                 defaults::METRICS_IP,
                 defaults::PORT + defaults::METRICS_PORT_OFFSET,
@@ -220,6 +280,10 @@ impl Default for Config {
             log_format: LogFormat::Text,
         }
     }
+}
+
+fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
 }
 
 /// `dirs::data_dir()/dusk-relay/keypair` (Linux: `~/.local/share/dusk-relay/keypair`),
@@ -509,7 +573,29 @@ impl Config {
                     "DUSK_RELAY_MAX_PENDING_INCOMING",
                     d.connection_limits.max_pending_incoming,
                 )?,
+                max_per_ip: vars.parse(
+                    "DUSK_RELAY_MAX_CONNECTIONS_PER_IP",
+                    d.connection_limits.max_per_ip,
+                )?,
+                max_per_ipv6_64: vars.parse(
+                    "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64",
+                    d.connection_limits.max_per_ipv6_64,
+                )?,
+                max_memory_bytes: match vars
+                    .parse("DUSK_RELAY_MAX_MEMORY_MIB", defaults::MAX_MEMORY_MIB)?
+                {
+                    0 => None,
+                    n => Some(mib(n)),
+                },
+                max_negotiating_streams: vars.positive(
+                    "DUSK_RELAY_MAX_NEGOTIATING_STREAMS",
+                    d.connection_limits.max_negotiating_streams,
+                )?,
             },
+            handshake_timeout: Duration::from_secs(vars.positive(
+                "DUSK_RELAY_HANDSHAKE_TIMEOUT_SECS",
+                d.handshake_timeout.as_secs(),
+            )?),
             idle_connection_timeout: Duration::from_secs(vars.positive(
                 "DUSK_RELAY_IDLE_TIMEOUT_SECS",
                 d.idle_connection_timeout.as_secs(),
@@ -521,6 +607,14 @@ impl Config {
                     "DUSK_RELAY_MAX_RESERVATIONS_PER_PEER",
                     d.relay.max_reservations_per_peer,
                 )?,
+                max_reservations_per_ip: vars.parse(
+                    "DUSK_RELAY_MAX_RESERVATIONS_PER_IP",
+                    d.relay.max_reservations_per_ip,
+                )?,
+                max_reservations_per_ipv6_64: vars.parse(
+                    "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_64",
+                    d.relay.max_reservations_per_ipv6_64,
+                )?,
                 reservation_duration: Duration::from_secs(vars.positive(
                     "DUSK_RELAY_RESERVATION_DURATION_SECS",
                     d.relay.reservation_duration.as_secs(),
@@ -529,6 +623,14 @@ impl Config {
                 max_circuits_per_peer: vars.positive(
                     "DUSK_RELAY_MAX_CIRCUITS_PER_PEER",
                     d.relay.max_circuits_per_peer,
+                )?,
+                max_circuits_per_ip: vars.parse(
+                    "DUSK_RELAY_MAX_CIRCUITS_PER_IP",
+                    d.relay.max_circuits_per_ip,
+                )?,
+                max_circuits_per_ipv6_64: vars.parse(
+                    "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_64",
+                    d.relay.max_circuits_per_ipv6_64,
                 )?,
                 max_circuit_duration: (circuit_duration_secs > 0)
                     .then(|| Duration::from_secs(circuit_duration_secs)),
@@ -552,6 +654,25 @@ impl Config {
                 )?,
             },
             rendezvous,
+            bandwidth: BandwidthLimits {
+                circuit_bytes_per_sec: vars.parse(
+                    "DUSK_RELAY_CIRCUIT_BYTES_PER_SEC",
+                    d.bandwidth.circuit_bytes_per_sec,
+                )?,
+                peer_bytes_per_sec: vars.parse(
+                    "DUSK_RELAY_PEER_BYTES_PER_SEC",
+                    d.bandwidth.peer_bytes_per_sec,
+                )?,
+                total_bytes_per_sec: vars.parse(
+                    "DUSK_RELAY_TOTAL_BYTES_PER_SEC",
+                    d.bandwidth.total_bytes_per_sec,
+                )?,
+                exempt: vars.list("DUSK_RELAY_BANDWIDTH_EXEMPT", "")?,
+            },
+            access: AccessList {
+                allow: vars.list("DUSK_RELAY_ALLOW", "")?,
+                deny: vars.list("DUSK_RELAY_DENY", "")?,
+            },
             metrics_addr: vars.metrics_addr(port)?,
             drain_timeout: Duration::from_secs(
                 vars.parse("DUSK_RELAY_DRAIN_SECS", d.drain_timeout.as_secs())?,
@@ -649,12 +770,23 @@ impl Config {
             "DUSK_MAX_CONNECTIONS" => int(c.max_established.into()),
             "DUSK_RELAY_MAX_CONNECTIONS_PER_PEER" => int(c.max_established_per_peer.into()),
             "DUSK_RELAY_MAX_PENDING_INCOMING" => int(c.max_pending_incoming.into()),
+            "DUSK_RELAY_MAX_CONNECTIONS_PER_IP" => int(c.max_per_ip as u64),
+            "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64" => int(c.max_per_ipv6_64 as u64),
+            "DUSK_RELAY_MAX_MEMORY_MIB" => {
+                int(c.max_memory_bytes.map_or(0, |b| b as u64 / (1024 * 1024)))
+            }
+            "DUSK_RELAY_HANDSHAKE_TIMEOUT_SECS" => int(self.handshake_timeout.as_secs()),
+            "DUSK_RELAY_MAX_NEGOTIATING_STREAMS" => int(c.max_negotiating_streams as u64),
             "DUSK_RELAY_IDLE_TIMEOUT_SECS" => int(self.idle_connection_timeout.as_secs()),
             "DUSK_RELAY_MAX_RESERVATIONS" => int(r.max_reservations as u64),
             "DUSK_RELAY_MAX_RESERVATIONS_PER_PEER" => int(r.max_reservations_per_peer as u64),
+            "DUSK_RELAY_MAX_RESERVATIONS_PER_IP" => int(r.max_reservations_per_ip as u64),
+            "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_64" => int(r.max_reservations_per_ipv6_64 as u64),
             "DUSK_RELAY_RESERVATION_DURATION_SECS" => int(r.reservation_duration.as_secs()),
             "DUSK_RELAY_MAX_CIRCUITS" => int(r.max_circuits as u64),
             "DUSK_RELAY_MAX_CIRCUITS_PER_PEER" => int(r.max_circuits_per_peer as u64),
+            "DUSK_RELAY_MAX_CIRCUITS_PER_IP" => int(r.max_circuits_per_ip as u64),
+            "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_64" => int(r.max_circuits_per_ipv6_64 as u64),
             "DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS" => {
                 int(r.max_circuit_duration.map_or(0, |d| d.as_secs()))
             }
@@ -663,6 +795,18 @@ impl Config {
             "DUSK_RELAY_RESERVATION_RATE_PER_IP" => int(r.reservation_rate_per_ip.into()),
             "DUSK_RELAY_CIRCUIT_RATE_PER_PEER" => int(r.circuit_rate_per_peer.into()),
             "DUSK_RELAY_CIRCUIT_RATE_PER_IP" => int(r.circuit_rate_per_ip.into()),
+            "DUSK_RELAY_CIRCUIT_BYTES_PER_SEC" => int(self.bandwidth.circuit_bytes_per_sec.into()),
+            "DUSK_RELAY_PEER_BYTES_PER_SEC" => int(self.bandwidth.peer_bytes_per_sec.into()),
+            "DUSK_RELAY_TOTAL_BYTES_PER_SEC" => int(self.bandwidth.total_bytes_per_sec.into()),
+            "DUSK_RELAY_BANDWIDTH_EXEMPT" => list(
+                self.bandwidth
+                    .exempt
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+            "DUSK_RELAY_ALLOW" => list(self.access.allow.iter().map(ToString::to_string).collect()),
+            "DUSK_RELAY_DENY" => list(self.access.deny.iter().map(ToString::to_string).collect()),
             "DUSK_RELAY_RENDEZVOUS_MIN_TTL_SECS" => int(z.min_ttl_secs),
             "DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS" => int(z.max_ttl_secs),
             "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER" => {

@@ -31,6 +31,24 @@ pub const MAX_CONNECTIONS_PER_PEER: u32 = 8;
 /// Handshakes in flight. Bounds the memory a flood of half-open connections can take.
 pub const MAX_PENDING_INCOMING: u32 = 1_024;
 
+/// Connections from one IP address, pending or established. A dusk client holds one or
+/// two; carrier-grade and office NATs put many users behind one address, so far above
+/// that, yet one host cannot take more than a sliver of `MAX_CONNECTIONS`.
+pub const MAX_CONNECTIONS_PER_IP: usize = 64;
+
+/// Connections from one IPv6 /64, a single subscriber's allocation: a host rotating
+/// through its own addresses meets this instead of the per-IP cap.
+pub const MAX_CONNECTIONS_PER_IPV6_64: usize = 256;
+
+/// New connections are refused while the relay's resident memory is above this (MiB).
+/// A relay at its caps uses far less (BENCHMARKS.md); a leak or a flood past every other
+/// ceiling stops here instead of at the OOM killer. 0 turns it off.
+pub const MAX_MEMORY_MIB: u64 = 1_024;
+
+/// Streams still negotiating their protocol, per connection (libp2p: 128). Opening a
+/// community sends a HOP request per member, but each negotiates in one round trip.
+pub const MAX_NEGOTIATING_STREAMS: usize = 32;
+
 /// Close connections that carry no reservation, circuit or open stream after this.
 /// The dusk client pings every 30 s and keeps its own 300 s idle timeout; a rendezvous-only
 /// connection has nothing to do once its request is answered.
@@ -66,6 +84,33 @@ pub const MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// Bytes per circuit, both directions together (libp2p: 128 KiB). 0 = no limit: chat,
 /// files and history sync all go through the circuit. Abuse is bounded by connection caps.
 pub const MAX_CIRCUIT_BYTES: u64 = 0;
+
+/// Peers holding a reservation from one IP (go-libp2p: 8). Above go-libp2p's because
+/// dusk users behind one NAT each hold one; far below what a flood of fresh identities
+/// would take.
+pub const MAX_RESERVATIONS_PER_IP: usize = 32;
+
+/// Peers holding a reservation from one IPv6 /64 (go-libp2p: 32 per /64 or /48).
+pub const MAX_RESERVATIONS_PER_IPV6_64: usize = 128;
+
+/// Open circuit ends at one IP (a circuit counts at its source's IP and its
+/// destination's). Four users behind one NAT at the per-peer cap.
+pub const MAX_CIRCUITS_PER_IP: usize = 1_024;
+
+/// Open circuit ends at one IPv6 /64.
+pub const MAX_CIRCUITS_PER_IPV6_64: usize = 4_096;
+
+/// Bytes per second one direction of one circuit may carry (16 MiB/s, 134 Mbit/s):
+/// more than a home uplink, so chat, files and history sync never notice it, while one
+/// circuit cannot take a whole relay's link. 0 = no limit.
+pub const CIRCUIT_BYTES_PER_SEC: u32 = 16 * 1024 * 1024;
+
+/// Bytes per second one peer may send into all its circuits together (32 MiB/s).
+pub const PEER_BYTES_PER_SEC: u32 = 32 * 1024 * 1024;
+
+/// Bytes per second through all circuits together: no limit by default (the operator
+/// knows the link; the per-peer cap already stops one peer from taking it all).
+pub const TOTAL_BYTES_PER_SEC: u32 = 0;
 
 /// Reservation requests per peer per minute (libp2p: 30 per 2 min). A client that restarts
 /// or re-dials in a loop must not lock itself out.

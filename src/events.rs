@@ -7,13 +7,19 @@
 use std::collections::HashSet;
 
 use libp2p::swarm::{ListenError, SwarmEvent};
-use libp2p::{connection_limits, multiaddr::Protocol, relay, Multiaddr, PeerId, Swarm};
+use libp2p::{
+    connection_limits, memory_connection_limits, multiaddr::Protocol, relay, Multiaddr, PeerId,
+    Swarm,
+};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
+use crate::access_gate::GateEvent;
 use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::ip_caps::IpCaps;
 use crate::metrics::Metrics;
 use crate::rendezvous;
+use crate::source_limits::Refused;
 
 /// What the relay did, for observers. Carries no addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +59,18 @@ pub enum RelayEvent {
         peer: PeerId,
         namespace: String,
     },
-    ConnectionRefused,
+    /// An incoming connection refused by a ceiling; `reason` is the metric label
+    /// (`per_ip`, `per_ipv6_64`, `file_descriptors`, `memory`, `max_pending`,
+    /// `max_per_peer`, `max_connections`).
+    ConnectionRefused {
+        reason: &'static str,
+    },
+    /// The access list refused a peer's reservation, circuit or (after a reload) its
+    /// connection.
+    AccessDenied {
+        peer: PeerId,
+        what: &'static str,
+    },
     /// The first stop signal: readiness is off and reservations are refused.
     Draining,
     /// The drain deadline passed with circuits still open.
@@ -83,6 +100,7 @@ pub struct EventHandler {
     registrations: usize,
     observers: broadcast::Sender<RelayEvent>,
     metrics: Metrics,
+    ip_caps: IpCaps,
 }
 
 impl EventHandler {
@@ -93,6 +111,7 @@ impl EventHandler {
         max_connections: u32,
         observers: broadcast::Sender<RelayEvent>,
         metrics: Metrics,
+        ip_caps: IpCaps,
     ) -> Self {
         EventHandler {
             local_peer_id,
@@ -104,6 +123,7 @@ impl EventHandler {
             registrations: 0,
             observers,
             metrics,
+            ip_caps,
         }
     }
 
@@ -156,6 +176,7 @@ impl EventHandler {
                 let total = swarm.network_info().connection_counters().num_established();
                 self.metrics
                     .connection_opened(endpoint.get_remote_address());
+                self.count_sources(swarm);
                 if Some(peer_id) == self.probe_peer_id {
                     debug!(total, "health check connected");
                     return;
@@ -167,11 +188,20 @@ impl EventHandler {
                 peer_id,
                 cause,
                 endpoint,
+                num_established,
                 ..
             } => {
+                // libp2p reports a reservation's end on every connection close of the
+                // peer, whichever connection held it; the peer's per-IP slot is freed
+                // with its last connection (or when the reservation expires), so closing
+                // a spare connection cannot free a slot still in use.
+                if num_established == 0 {
+                    self.ip_caps.reservation_ended(peer_id);
+                }
                 let total = swarm.network_info().connection_counters().num_established();
                 self.metrics
                     .connection_closed(endpoint.get_remote_address());
+                self.count_sources(swarm);
                 if Some(peer_id) == self.probe_peer_id {
                     debug!(total, "health check disconnected");
                     return;
@@ -183,11 +213,24 @@ impl EventHandler {
                 error,
                 send_back_addr,
                 ..
-            } => self.on_incoming_error(error, &send_back_addr),
+            } => {
+                self.on_incoming_error(error, &send_back_addr);
+                self.count_sources(swarm);
+            }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 debug!(%address, "external address confirmed")
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.on_relay(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(GateEvent::Relay(event))) => {
+                self.on_relay(event)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(GateEvent::Denied { peer, what })) => {
+                info!("access denied for peer {peer}: {}", what.name());
+                self.metrics.access_denied(what.name());
+                self.emit(RelayEvent::AccessDenied {
+                    peer,
+                    what: what.name(),
+                });
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => self.on_rendezvous(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
                 self.metrics.record_identify(&event);
@@ -200,21 +243,53 @@ impl EventHandler {
         }
     }
 
+    fn count_sources(&self, swarm: &Swarm<Behaviour>) {
+        self.metrics
+            .set_source_ips(swarm.behaviour().source_limits.source_ips());
+    }
+
     fn on_incoming_error(&mut self, error: ListenError, send_back_addr: &Multiaddr) {
         if let ListenError::Denied { cause } = &error {
-            if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
-                warn!(
-                    "connection refused: {exceeded} (DUSK_MAX_CONNECTIONS={}, \
-                     DUSK_RELAY_MAX_CONNECTIONS_PER_PEER, DUSK_RELAY_MAX_PENDING_INCOMING)",
-                    self.max_connections
-                );
-                debug!(remote = %send_back_addr, "refused connection");
-                self.metrics.connection_refused();
-                self.emit(RelayEvent::ConnectionRefused);
+            if let Some(reason) = self.refusal(cause) {
+                debug!(remote = %send_back_addr, reason, "refused connection");
+                self.metrics.connection_refused(reason);
+                self.emit(RelayEvent::ConnectionRefused { reason });
                 return;
             }
         }
         debug!(remote = %send_back_addr, %error, "incoming connection failed");
+    }
+
+    /// The ceiling that denied a connection, logged (without its address) at info.
+    fn refusal(&self, cause: &libp2p::swarm::ConnectionDenied) -> Option<&'static str> {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            info!("{refused}");
+            return Some(refused.reason.name());
+        }
+        if let Some(exceeded) =
+            cause.downcast_ref::<memory_connection_limits::MemoryUsageLimitExceeded>()
+        {
+            info!("connection refused: {exceeded} (DUSK_RELAY_MAX_MEMORY_MIB)");
+            return Some("memory");
+        }
+        if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
+            // libp2p keeps the kind private; its message names it.
+            let text = exceeded.to_string();
+            let reason = if text.contains("pending") {
+                "max_pending"
+            } else if text.contains("per peer") {
+                "max_per_peer"
+            } else {
+                "max_connections"
+            };
+            warn!(
+                "connection refused: {exceeded} (DUSK_MAX_CONNECTIONS={}, \
+                 DUSK_RELAY_MAX_CONNECTIONS_PER_PEER, DUSK_RELAY_MAX_PENDING_INCOMING)",
+                self.max_connections
+            );
+            return Some(reason);
+        }
+        None
     }
 
     fn on_relay(&mut self, event: relay::Event) {
@@ -247,19 +322,12 @@ impl EventHandler {
                 self.metrics.reservation_denied(status);
                 self.emit(RelayEvent::ReservationDenied { peer: src_peer_id });
             }
-            relay::Event::ReservationTimedOut { src_peer_id }
-            | relay::Event::ReservationClosed { src_peer_id } => {
-                // ReservationClosed fires on every connection close of a tracked peer,
-                // reservation or not: only count the ones we saw accepted.
-                if self.reservations.remove(&src_peer_id) {
-                    info!(
-                        "relay reservation ended for peer {src_peer_id} (total: {})",
-                        self.reservations.len()
-                    );
-                    self.metrics.set_reservations(self.reservations.len());
-                    self.emit(RelayEvent::ReservationEnded { peer: src_peer_id });
-                }
+            relay::Event::ReservationTimedOut { src_peer_id } => {
+                self.ip_caps.reservation_ended(src_peer_id);
+                self.reservation_ended(src_peer_id);
             }
+            // Fires on every connection close of a tracked peer, reservation or not.
+            relay::Event::ReservationClosed { src_peer_id } => self.reservation_ended(src_peer_id),
             relay::Event::CircuitReqAccepted {
                 src_peer_id,
                 dst_peer_id,
@@ -308,6 +376,18 @@ impl EventHandler {
             }
             #[allow(deprecated)]
             other => debug!(event = ?other, "relay event"),
+        }
+    }
+
+    /// Only reservations we saw accepted are counted (see `ReservationClosed`).
+    fn reservation_ended(&mut self, src_peer_id: PeerId) {
+        if self.reservations.remove(&src_peer_id) {
+            info!(
+                "relay reservation ended for peer {src_peer_id} (total: {})",
+                self.reservations.len()
+            );
+            self.metrics.set_reservations(self.reservations.len());
+            self.emit(RelayEvent::ReservationEnded { peer: src_peer_id });
         }
     }
 

@@ -5,21 +5,28 @@
 //! IP address. The binary (`src/main.rs`) only reads the environment and runs a
 //! [`Relay`]; everything else, including what tests need, is here.
 
+pub mod access;
+pub mod access_gate;
+pub mod bandwidth;
 pub mod behaviour;
 pub mod cert_reload;
+pub mod circuit_streams;
 pub mod cli;
 pub mod config;
 pub mod defaults;
 pub mod events;
+pub mod fd_limit;
 mod fsutil;
 pub mod healthcheck;
 pub mod http;
 pub mod identity;
+pub mod ip_caps;
 pub mod metrics;
 pub mod relay;
-pub mod relayed_bytes;
 pub mod rendezvous;
 pub mod settings;
+pub mod source;
+pub mod source_limits;
 pub mod tls;
 pub mod transport;
 pub mod wss;

@@ -44,7 +44,7 @@ async fn main() -> ExitCode {
             for name in unknown {
                 warn!("ignoring unknown environment variable {name} (a typo?)");
             }
-            report(run(config, signals).await)
+            report(run(&cli, config, signals).await)
         }
         CliCommand::Healthcheck => report_plain(check_health(&cli).await),
         CliCommand::GenCert { dir, names } => report_plain(gen_cert(dir, names)),
@@ -97,6 +97,7 @@ fn report_plain(result: anyhow::Result<String>) -> ExitCode {
 }
 
 async fn run(
+    cli: &Cli,
     config: Config,
     (mut signals, mut hangups): (impl futures::Stream<Item = ()> + Unpin, Hangups),
 ) -> anyhow::Result<()> {
@@ -109,14 +110,27 @@ async fn run(
             return Ok(());
         }
     };
-    if let Some(reloader) = relay.certificate_reloader() {
-        tokio::spawn(async move {
-            while hangups.next().await.is_some() {
+    let reloader = relay.certificate_reloader();
+    let access = relay.access_control();
+    let cli = cli.clone();
+    tokio::spawn(async move {
+        while hangups.next().await.is_some() {
+            if let Some(reloader) = &reloader {
                 // Logged and counted by the reloader, whatever the outcome.
                 let _ = reloader.reload("SIGHUP");
             }
-        });
-    }
+            // The access lists come from the same layers as at start (file, env, flags);
+            // a file that no longer parses keeps the lists in force.
+            match cli.load_config(std::env::vars()) {
+                Ok((config, _)) => {
+                    let (allow, deny) = (config.access.allow.len(), config.access.deny.len());
+                    access.replace(config.access);
+                    info!("access lists reloaded: {allow} allow entries, {deny} deny entries");
+                }
+                Err(e) => error!("access lists not reloaded, the previous ones stay: {e}"),
+            }
+        }
+    });
     relay.run(signals).await;
     info!("dusk relay stopped");
     Ok(())
@@ -164,7 +178,7 @@ fn stop_signals() -> std::io::Result<impl futures::Stream<Item = ()> + Unpin> {
 
 type Hangups = std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send>>;
 
-/// SIGHUP reloads the WSS certificate. Installed at start, like the stop signals,
+/// SIGHUP reloads the WSS certificate and the access lists. Installed at start, like the stop signals,
 /// because SIGHUP's default action would kill the relay.
 #[cfg(unix)]
 fn hangups() -> std::io::Result<Hangups> {
@@ -174,7 +188,7 @@ fn hangups() -> std::io::Result<Hangups> {
         hangup,
         |mut hangup| async move {
             hangup.recv().await?;
-            info!("received SIGHUP: reloading the WSS certificate");
+            info!("received SIGHUP: reloading the WSS certificate and the access lists");
             Some(((), hangup))
         },
     )))

@@ -13,6 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::bandwidth::ThrottledSeconds;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
     /// A circuit relay v2 status code name (`RESOURCE_LIMIT_EXCEEDED`, …).
@@ -36,6 +38,19 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// Which ceiling refused: `per_ip`, `per_ipv6_64`, `file_descriptors`, `memory`,
+    /// `max_connections`, `max_per_peer`, `max_pending`.
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeniedLabel {
+    /// What the access list refused: `reservation`, `circuit` or `connection`.
+    pub what: &'static str,
+}
+
 /// Every metric the relay exports. Cheap to update; shared with the HTTP endpoint
 /// through the [`Registry`] they are registered in.
 pub struct Metrics {
@@ -51,13 +66,21 @@ pub struct Metrics {
     registration_requests: Family<OutcomeLabel, Counter>,
     discover_requests: Family<OutcomeLabel, Counter>,
     connections: Family<TransportLabel, Gauge>,
-    connections_refused: Counter,
+    connections_refused: Family<RefusalLabel, Counter>,
+    source_ips: Gauge,
+    access_denials: Family<DeniedLabel, Counter>,
+    throttled_seconds: ThrottledSeconds,
     certificate_reloads: Family<OutcomeLabel, Counter>,
     relayed_bytes: Counter,
 }
 
 impl Metrics {
-    /// The counter [`crate::relayed_bytes`] updates from inside every connection.
+    /// The counters [`crate::bandwidth`] updates from inside every circuit stream.
+    pub fn throttled_seconds(&self) -> ThrottledSeconds {
+        self.throttled_seconds.clone()
+    }
+
+    /// The counter [`crate::circuit_streams`] updates from inside every connection.
     pub fn relayed_bytes(&self) -> Counter {
         self.relayed_bytes.clone()
     }
@@ -90,7 +113,10 @@ impl Metrics {
             registration_requests: Family::default(),
             discover_requests: Family::default(),
             connections: Family::default(),
-            connections_refused: Counter::default(),
+            connections_refused: Family::default(),
+            source_ips: Gauge::default(),
+            access_denials: Family::default(),
+            throttled_seconds: ThrottledSeconds::default(),
             certificate_reloads: Family::default(),
             relayed_bytes: Counter::default(),
         };
@@ -157,8 +183,23 @@ impl Metrics {
         );
         relay.register(
             "connections_refused",
-            "Incoming connections refused by a connection limit",
+            "Incoming connections refused by a ceiling, by reason",
             metrics.connections_refused.clone(),
+        );
+        relay.register(
+            "source_ips",
+            "Distinct IP addresses with a connection (pending or established)",
+            metrics.source_ips.clone(),
+        );
+        relay.register(
+            "access_denials",
+            "Requests and connections refused by the allow/deny lists",
+            metrics.access_denials.clone(),
+        );
+        relay.register(
+            "throttled_seconds",
+            "Time circuit streams waited for a bandwidth cap, by cap (circuit, peer, total)",
+            metrics.throttled_seconds.clone(),
         );
         metrics
     }
@@ -254,8 +295,20 @@ impl Metrics {
             .dec();
     }
 
-    pub fn connection_refused(&self) {
-        self.connections_refused.inc();
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&RefusalLabel { reason })
+            .inc();
+    }
+
+    pub fn set_source_ips(&self, ips: usize) {
+        self.source_ips.set(ips as i64);
+    }
+
+    pub fn access_denied(&self, what: &'static str) {
+        self.access_denials
+            .get_or_create(&DeniedLabel { what })
+            .inc();
     }
 }
 

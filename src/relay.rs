@@ -18,18 +18,22 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::{broadcast, oneshot};
 use tracing::{info, warn};
 
-use crate::behaviour::Behaviour;
+use crate::access::{AccessControl, AccessList};
+use crate::bandwidth::Bandwidth;
+use crate::behaviour::{Behaviour, Shared};
 use crate::cert_reload::{CertificateReloader, Reloaded, ServedCertificate, WatchGuard};
+use crate::circuit_streams::{self, CircuitServices};
 use crate::config::{Config, RendezvousStore};
 use crate::events::{EventHandler, RelayEvent};
 use crate::http::{self, Health};
 use crate::identity::{self, IdentityError, Origin};
+use crate::ip_caps::IpCaps;
 use crate::metrics::Metrics;
 use crate::rendezvous::redis::{self, RedisStore};
 use crate::rendezvous::{MemoryStore, Store, StoreError};
 use crate::tls::{self, TlsError};
 use crate::transport::WssTls;
-use crate::{defaults, relayed_bytes, transport};
+use crate::{defaults, fd_limit, transport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -105,6 +109,7 @@ pub struct Relay {
     /// Dropped when the relay stops: ends the certificate file watch.
     _certificate_watch: Option<WatchGuard>,
     health: Arc<Health>,
+    access: AccessControl,
     /// Set when draining; the relay behaviour then denies reservations.
     draining: Arc<AtomicBool>,
     drain_timeout: Duration,
@@ -176,13 +181,33 @@ impl Relay {
         let transport = transport::build(
             &keypair,
             served.as_ref().map(|s| WssTls::Serve(s.server_config())),
-            defaults::CONNECTION_UPGRADE_TIMEOUT,
+            config.handshake_timeout,
         )
         .map_err(|e| RelayError::Transport(e.to_string()))?;
-        let transport = relayed_bytes::instrument(transport, metrics.relayed_bytes());
+        let ip_caps = IpCaps::new(&config.relay);
+        let access = AccessControl::new(config.access.clone());
+        let transport = circuit_streams::instrument(
+            transport,
+            CircuitServices {
+                relayed: metrics.relayed_bytes(),
+                bandwidth: Bandwidth::new(&config.bandwidth, metrics.throttled_seconds()),
+                ip_caps: ip_caps.clone(),
+            },
+        );
         let draining = Arc::new(AtomicBool::new(false));
-        let behaviour = Behaviour::with_drain_gate(&keypair, &config, store, draining.clone());
+        let behaviour = Behaviour::with_shared(
+            &keypair,
+            &config,
+            Shared {
+                store,
+                draining: draining.clone(),
+                ip_caps: ip_caps.clone(),
+                access: access.clone(),
+                descriptor_budget: fd_limit::raise_and_budget(),
+            },
+        );
         let idle_timeout = config.idle_connection_timeout;
+        let max_negotiating = config.connection_limits.max_negotiating_streams;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_other_transport(|_| transport)
@@ -190,7 +215,10 @@ impl Relay {
             .with_bandwidth_metrics(&mut registry)
             .with_behaviour(|_| behaviour)
             .map_err(|e| RelayError::Transport(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
+            .with_swarm_config(|c| {
+                c.with_idle_connection_timeout(idle_timeout)
+                    .with_max_negotiating_inbound_streams(max_negotiating)
+            })
             .build();
 
         let (observers, _) = broadcast::channel(1024);
@@ -223,6 +251,7 @@ impl Relay {
             config.connection_limits.max_established,
             observers.clone(),
             metrics,
+            ip_caps,
         );
 
         for addr in &config.external_addrs {
@@ -329,6 +358,7 @@ impl Relay {
             swarm,
             events,
             health,
+            access,
             draining,
             drain_timeout: config.drain_timeout,
             http_addr,
@@ -349,6 +379,12 @@ impl Relay {
 
     pub fn peer_id(&self) -> PeerId {
         *self.swarm.local_peer_id()
+    }
+
+    /// The allow and deny lists in force; [`AccessControl::replace`] swaps them while the
+    /// relay runs (what SIGHUP does). Clone it before [`Relay::run`].
+    pub fn access_control(&self) -> AccessControl {
+        self.access.clone()
     }
 
     /// The addresses the listeners on specific IPs reported while starting (without
@@ -450,6 +486,7 @@ impl Relay {
         let certificate_reloader = self.certificate_reloader.clone();
         let observers = self.observers.clone();
         let http_addr = self.http_addr;
+        let access = self.access.clone();
         let task = tokio::spawn(self.run(signals));
         RelayHandle {
             peer_id,
@@ -457,6 +494,7 @@ impl Relay {
             certificate_chain,
             certificate_reloader,
             http_addr,
+            access,
             observers,
             stop: Some(stop),
             task: Some(task),
@@ -493,6 +531,7 @@ pub struct RelayHandle {
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
     pub http_addr: Option<SocketAddr>,
     certificate_reloader: Option<CertificateReloader>,
+    access: AccessControl,
     observers: broadcast::Sender<RelayEvent>,
     stop: Option<futures::channel::mpsc::UnboundedSender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -508,6 +547,12 @@ impl RelayHandle {
         self.certificate_reloader
             .as_ref()
             .map(|reloader| reloader.reload("requested"))
+    }
+
+    /// What SIGHUP does to the binary's access lists: serve `list` from now on and close
+    /// the connections of peers it denies.
+    pub fn replace_access_list(&self, list: AccessList) {
+        self.access.replace(list);
     }
 
     /// What SIGTERM does to the binary: the first call starts a drain, the second

@@ -116,6 +116,31 @@ pub const SETTINGS: &[Setting] = &[
         "incoming connections still in their handshake",
     ),
     setting(
+        "connections.max_per_ip",
+        "DUSK_RELAY_MAX_CONNECTIONS_PER_IP",
+        "connections (pending or established) from one IP address; 0 = no limit",
+    ),
+    setting(
+        "connections.max_per_ipv6_64",
+        "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64",
+        "connections from one IPv6 /64; 0 = no limit",
+    ),
+    setting(
+        "connections.max_memory_mib",
+        "DUSK_RELAY_MAX_MEMORY_MIB",
+        "refuse new connections while resident memory is above this (MiB); 0 = off",
+    ),
+    setting(
+        "connections.handshake_timeout_secs",
+        "DUSK_RELAY_HANDSHAKE_TIMEOUT_SECS",
+        "a connection must finish TCP/WS/TLS, noise and yamux within this",
+    ),
+    setting(
+        "connections.max_negotiating_streams",
+        "DUSK_RELAY_MAX_NEGOTIATING_STREAMS",
+        "streams of one connection still negotiating their protocol",
+    ),
+    setting(
         "connections.idle_timeout_secs",
         "DUSK_RELAY_IDLE_TIMEOUT_SECS",
         "close connections with no reservation, circuit or stream after this",
@@ -131,6 +156,16 @@ pub const SETTINGS: &[Setting] = &[
         "reservations of one peer",
     ),
     setting(
+        "relay.max_reservations_per_ip",
+        "DUSK_RELAY_MAX_RESERVATIONS_PER_IP",
+        "peers holding a reservation from one IP address; 0 = no limit",
+    ),
+    setting(
+        "relay.max_reservations_per_ipv6_64",
+        "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_64",
+        "peers holding a reservation from one IPv6 /64; 0 = no limit",
+    ),
+    setting(
         "relay.reservation_duration_secs",
         "DUSK_RELAY_RESERVATION_DURATION_SECS",
         "how long a reservation lasts before the client renews it",
@@ -144,6 +179,16 @@ pub const SETTINGS: &[Setting] = &[
         "relay.max_circuits_per_peer",
         "DUSK_RELAY_MAX_CIRCUITS_PER_PEER",
         "circuits from or to one peer",
+    ),
+    setting(
+        "relay.max_circuits_per_ip",
+        "DUSK_RELAY_MAX_CIRCUITS_PER_IP",
+        "open circuit ends (source or destination) at one IP address; 0 = no limit",
+    ),
+    setting(
+        "relay.max_circuits_per_ipv6_64",
+        "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_64",
+        "open circuit ends at one IPv6 /64; 0 = no limit",
     ),
     setting(
         "relay.max_circuit_duration_secs",
@@ -174,6 +219,36 @@ pub const SETTINGS: &[Setting] = &[
         "relay.circuit_rate_per_ip",
         "DUSK_RELAY_CIRCUIT_RATE_PER_IP",
         "circuit requests per minute per IP; 0 = no limit",
+    ),
+    setting(
+        "bandwidth.circuit_bytes_per_sec",
+        "DUSK_RELAY_CIRCUIT_BYTES_PER_SEC",
+        "bytes/s of one direction of one circuit; slowed, not cut; 0 = no limit",
+    ),
+    setting(
+        "bandwidth.peer_bytes_per_sec",
+        "DUSK_RELAY_PEER_BYTES_PER_SEC",
+        "bytes/s one peer sends into all its circuits; 0 = no limit",
+    ),
+    setting(
+        "bandwidth.total_bytes_per_sec",
+        "DUSK_RELAY_TOTAL_BYTES_PER_SEC",
+        "bytes/s through all circuits together; 0 = no limit",
+    ),
+    setting(
+        "bandwidth.exempt",
+        "DUSK_RELAY_BANDWIDTH_EXEMPT",
+        "peer ids never throttled (your own bridges or bots)",
+    ),
+    setting(
+        "access.allow",
+        "DUSK_RELAY_ALLOW",
+        "if set, only these peer ids and IP ranges (CIDR) are served; reloaded on SIGHUP",
+    ),
+    setting(
+        "access.deny",
+        "DUSK_RELAY_DENY",
+        "peer ids and IP ranges (CIDR) refused with PERMISSION_DENIED; reloaded on SIGHUP",
     ),
     setting(
         "rendezvous.min_ttl_secs",

@@ -18,7 +18,7 @@ async fn connections_above_max_connections_are_refused() {
     let addr = relay.addr(Transport::Tcp);
     b.call(move |s| s.dial(addr)).await.expect("dial");
     relay_event(&mut events, |e| {
-        matches!(e, RelayEvent::ConnectionRefused).then_some(())
+        matches!(e, RelayEvent::ConnectionRefused { .. }).then_some(())
     })
     .await;
     // B ends up without a connection to the relay.

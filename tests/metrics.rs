@@ -4,20 +4,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use dusk_relay::RelayEvent;
 use libp2p::multiaddr::Protocol;
 use libp2p::rendezvous::Namespace;
 use libp2p::{Multiaddr, PeerId};
 use support::*;
-
-async fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
-    let (status, body) = http(addr, "GET", "/metrics").await;
-    assert_eq!(status, 200, "{body}");
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
-        .expect("exposition parses")
-}
 
 fn value(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
     let sample = scrape

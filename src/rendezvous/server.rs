@@ -35,6 +35,7 @@ use libp2p::{Multiaddr, PeerId};
 use super::codec::{Codec, MAX_MESSAGE_BYTES, PROTOCOL};
 use super::proto::{self, MessageType, ResponseStatus};
 use super::store::{Caps, NewRegistration, RegisterOutcome, Store, StoredRegistration};
+use crate::access::AccessControl;
 use crate::config::RendezvousLimits;
 
 /// TTL of a registration whose REGISTER carries none (the spec's default).
@@ -132,6 +133,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     policy: Policy,
     draining: Arc<AtomicBool>,
+    access: AccessControl,
     pending: FuturesUnordered<PendingFuture>,
     counting: Option<BoxFuture<'static, Option<usize>>>,
     count_timer: tokio::time::Interval,
@@ -140,7 +142,14 @@ pub struct Server {
 
 impl Server {
     /// While `draining` is true, REGISTER is answered `E_UNAVAILABLE`.
-    pub fn new(store: Arc<dyn Store>, policy: Policy, draining: Arc<AtomicBool>) -> Self {
+    /// Connections `access` denies are served nothing: their requests' streams are
+    /// closed (the access gate closes the connection itself moments later).
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Policy,
+        draining: Arc<AtomicBool>,
+        access: AccessControl,
+    ) -> Self {
         let inner = request_response::Behaviour::with_codec(
             Codec,
             [(PROTOCOL, ProtocolSupport::Inbound)],
@@ -151,6 +160,7 @@ impl Server {
             store,
             policy,
             draining,
+            access,
             pending: FuturesUnordered::new(),
             counting: None,
             count_timer: tokio::time::interval(COUNT_INTERVAL),
@@ -711,12 +721,16 @@ impl NetworkBehaviour for Server {
             match self.inner.poll(cx) {
                 Poll::Ready(ToSwarm::GenerateEvent(request_response::Event::Message {
                     peer,
+                    connection_id,
                     message:
                         request_response::Message::Request {
                             request, channel, ..
                         },
-                    ..
-                })) => self.on_request(peer, request, channel),
+                })) => {
+                    if !self.access.is_denied(connection_id) {
+                        self.on_request(peer, request, channel)
+                    }
+                }
                 // Responses (we send no requests), failures and sent acknowledgements:
                 // nothing to do; a failed inbound stream has already been closed.
                 Poll::Ready(ToSwarm::GenerateEvent(_)) => {}

@@ -4,6 +4,7 @@
 //! only turns a hang into a failure.
 #![allow(dead_code)] // each test file uses part of this module
 
+pub mod hop;
 pub mod js;
 pub mod process;
 pub mod redis;
@@ -317,6 +318,21 @@ impl Client {
             .into_protobuf_encoding()
     }
 
+    /// Makes this client's QUIC dials leave from `ip`: it listens there, and libp2p's QUIC
+    /// dials from a listening socket, so the relay sees another source address.
+    pub async fn quic_from(&mut self, ip: Ipv4Addr) {
+        let addr = Multiaddr::from(ip)
+            .with(Protocol::Udp(0))
+            .with(Protocol::QuicV1);
+        self.call(move |s| s.listen_on(addr))
+            .await
+            .expect("listen on QUIC");
+        self.next("QUIC listen address", |e| {
+            matches!(e, SwarmEvent::NewListenAddr { .. }).then_some(())
+        })
+        .await;
+    }
+
     /// Connects to the relay directly.
     pub async fn connect(&mut self, relay_addr: &Multiaddr) {
         if let Err(error) = self.try_connect(relay_addr).await {
@@ -545,9 +561,19 @@ pub async fn exchange_both_ways(dialer: &mut Client, listener: &mut Client, len:
 /// A reserves on `relay` over `transport`, B connects and dials A through the relay;
 /// returns (A, B) once the relay reports the circuit open.
 pub async fn open_circuit(relay: &TestRelay, transport: Transport) -> (Client, Client) {
+    let (mut a, mut b) = (relay.client().await, relay.client().await);
+    open_circuit_between(relay, &mut a, &mut b, transport).await;
+    (a, b)
+}
+
+/// [`open_circuit`] with clients of the caller's: A reserves, B dials A through the relay.
+pub async fn open_circuit_between(
+    relay: &TestRelay,
+    a: &mut Client,
+    b: &mut Client,
+    transport: Transport,
+) {
     let mut events = relay.subscribe();
-    let mut a = relay.client().await;
-    let mut b = relay.client().await;
     a.reserve(&relay.addr(transport)).await;
     b.connect(&relay.addr(transport)).await;
     b.dial_through(&relay.addr(transport), a.peer_id).await;
@@ -555,7 +581,6 @@ pub async fn open_circuit(relay: &TestRelay, transport: Transport) -> (Client, C
         matches!(e, RelayEvent::CircuitOpened { .. }).then_some(())
     })
     .await;
-    (a, b)
 }
 
 /// Discovers `namespace` at the relay with the rendezvous client dusk ships.
@@ -679,4 +704,48 @@ pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16,
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// `/metrics` of the relay at `addr`, parsed.
+pub async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
+    let (status, body) = http(addr, "GET", "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("exposition parses")
+}
+
+/// The sum of the samples of `name` whose labels include every one of `labels`; 0 when
+/// there are none (a counter family no event has touched yet).
+pub fn metric_sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: unexpected {other:?}"),
+        })
+        .sum()
+}
+
+/// Scrapes every 20 ms until `done` holds: polling, for counts the relay updates on its
+/// own event loop with no event to subscribe to (connections closing, a flood ending).
+pub async fn scrape_until(
+    addr: std::net::SocketAddr,
+    what: &str,
+    mut done: impl FnMut(&prometheus_parse::Scrape) -> bool,
+) -> prometheus_parse::Scrape {
+    within(EVENT_TIMEOUT, what, async {
+        loop {
+            let scrape = scrape(addr).await;
+            if done(&scrape) {
+                return scrape;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
 }

@@ -1,15 +1,18 @@
-//! Counts the bytes the relay forwards through circuits.
+//! The relay's circuit streams: counted, throttled and tallied per IP.
 //!
 //! libp2p's relay copies bytes between a circuit's two streams (the source's HOP stream
-//! and the destination's STOP stream) inside its own handler and reports no byte counts.
-//! So the relay's connections are wrapped: every substream is watched until its first
-//! bytes read show which protocol multistream-select negotiated on it, and on circuit
-//! streams every byte read is counted. Each forwarded byte is read exactly once (from
-//! the HOP stream going one way, from the STOP stream going the other), so the count is
-//! the relayed traffic plus the few hundred bytes of each circuit's and reservation's
-//! handshake.
+//! and the destination's STOP stream) inside its own handler, with no byte counts and no
+//! rate limit. So the relay's connections are wrapped: every substream is watched until
+//! its first bytes read show which protocol multistream-select negotiated on it, and on
+//! circuit streams
+//! - every byte read is counted (each forwarded byte is read exactly once: from the HOP
+//!   stream going one way, from the STOP stream going the other), so the count is the
+//!   relayed traffic plus the few hundred bytes of each circuit's and reservation's
+//!   handshake;
+//! - reads wait for the bandwidth buckets ([`crate::bandwidth`]);
+//! - the stream counts as a circuit leg at its connection's IP ([`crate::ip_caps`]).
 
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -18,6 +21,12 @@ use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox, StreamMuxerEvent, Substr
 use libp2p::core::transport::Boxed;
 use libp2p::{PeerId, Transport};
 use prometheus_client::metrics::counter::Counter;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::bandwidth::{Bandwidth, Throttle};
+use crate::ip_caps::{CircuitLeg, IpCaps};
+use crate::source::ip_of;
 
 /// The prefix shared by HOP and STOP protocol ids; it shows up in the first bytes read
 /// on both legs (the source proposes HOP; the destination echoes STOP).
@@ -27,26 +36,44 @@ const CIRCUIT_PROTOCOL_PREFIX: &[u8] = b"/libp2p/circuit/relay/0.2.0/";
 /// shown a circuit protocol id by then is something else.
 const SNIFF_LIMIT: usize = 128;
 
-/// Wraps every connection of `transport` so bytes read on circuit streams count in
-/// `relayed`.
+/// What a circuit stream needs from the relay.
+#[derive(Clone)]
+pub struct CircuitServices {
+    pub relayed: Counter,
+    pub bandwidth: Arc<Bandwidth>,
+    pub ip_caps: IpCaps,
+}
+
+/// Wraps every connection of `transport` so its circuit streams are counted, throttled
+/// and tallied.
 pub fn instrument(
     transport: Boxed<(PeerId, StreamMuxerBox)>,
-    relayed: Counter,
+    services: CircuitServices,
 ) -> Boxed<(PeerId, StreamMuxerBox)> {
     transport
-        .map(move |(peer, muxer), _| {
+        .map(move |(peer, muxer), endpoint| {
             let muxer = CountingMuxer {
                 inner: muxer,
-                relayed: relayed.clone(),
+                connection: Arc::new(Connection {
+                    peer,
+                    ip: ip_of(endpoint.get_remote_address()),
+                    services: services.clone(),
+                }),
             };
             (peer, StreamMuxerBox::new(muxer))
         })
         .boxed()
 }
 
+struct Connection {
+    peer: PeerId,
+    ip: Option<IpAddr>,
+    services: CircuitServices,
+}
+
 struct CountingMuxer {
     inner: StreamMuxerBox,
-    relayed: Counter,
+    connection: Arc<Connection>,
 }
 
 impl StreamMuxer for CountingMuxer {
@@ -58,7 +85,7 @@ impl StreamMuxer for CountingMuxer {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::Substream, Self::Error>> {
         let inner = ready!(Pin::new(&mut self.inner).poll_inbound(cx))?;
-        Poll::Ready(Ok(CountingStream::new(inner, self.relayed.clone())))
+        Poll::Ready(Ok(CountingStream::new(inner, self.connection.clone())))
     }
 
     fn poll_outbound(
@@ -66,7 +93,7 @@ impl StreamMuxer for CountingMuxer {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::Substream, Self::Error>> {
         let inner = ready!(Pin::new(&mut self.inner).poll_outbound(cx))?;
-        Poll::Ready(Ok(CountingStream::new(inner, self.relayed.clone())))
+        Poll::Ready(Ok(CountingStream::new(inner, self.connection.clone())))
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -84,38 +111,52 @@ impl StreamMuxer for CountingMuxer {
 enum Kind {
     /// Still reading the negotiation: the first bytes read so far.
     Unknown(Vec<u8>),
-    Circuit,
+    Circuit {
+        throttle: Option<Throttle>,
+        _leg: Option<CircuitLeg>,
+    },
     Other,
 }
 
 struct CountingStream {
     inner: SubstreamBox,
     kind: Kind,
-    relayed: Counter,
+    connection: Arc<Connection>,
 }
 
 impl CountingStream {
-    fn new(inner: SubstreamBox, relayed: Counter) -> Self {
+    fn new(inner: SubstreamBox, connection: Arc<Connection>) -> Self {
         CountingStream {
             inner,
             kind: Kind::Unknown(Vec::new()),
-            relayed,
+            connection,
         }
     }
 
     fn count(&mut self, read: &[u8]) {
+        let services = &self.connection.services;
         match &mut self.kind {
-            Kind::Circuit => {
-                self.relayed.inc_by(read.len() as u64);
+            Kind::Circuit { throttle, .. } => {
+                services.relayed.inc_by(read.len() as u64);
+                if let Some(throttle) = throttle {
+                    throttle.charge(read.len());
+                }
             }
             Kind::Other => {}
             Kind::Unknown(seen) => {
                 let room = SNIFF_LIMIT.saturating_sub(seen.len());
                 seen.extend_from_slice(&read[..read.len().min(room)]);
                 if contains(seen, CIRCUIT_PROTOCOL_PREFIX) {
-                    self.relayed
+                    services
+                        .relayed
                         .inc_by((seen.len() + read.len().saturating_sub(room)) as u64);
-                    self.kind = Kind::Circuit;
+                    self.kind = Kind::Circuit {
+                        throttle: services.bandwidth.throttle(self.connection.peer),
+                        _leg: self
+                            .connection
+                            .ip
+                            .map(|ip| services.ip_caps.circuit_leg(ip)),
+                    };
                 } else if seen.len() >= SNIFF_LIMIT {
                     self.kind = Kind::Other;
                 }
@@ -134,28 +175,17 @@ impl AsyncRead for CountingStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        self.count(&buf[..n]);
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_read_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_read_vectored(cx, bufs))?;
-        let mut left = n;
-        for buf in bufs.iter() {
-            let take = left.min(buf.len());
-            // Copy out so `count` can borrow `self` mutably.
-            let chunk = buf[..take].to_vec();
-            self.count(&chunk);
-            left -= take;
-            if left == 0 {
-                break;
-            }
+        let mut len = buf.len();
+        if let Kind::Circuit {
+            throttle: Some(throttle),
+            ..
+        } = &mut self.kind
+        {
+            ready!(throttle.poll_ready(cx));
+            len = len.min(throttle.max_read());
         }
+        let n = ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf[..len]))?;
+        self.count(&buf[..n]);
         Poll::Ready(Ok(n))
     }
 }
@@ -191,13 +221,22 @@ mod tests {
     use super::*;
 
     fn counted(reads: &[&[u8]]) -> u64 {
-        let counter = Counter::default();
+        let relayed = Counter::default();
+        let connection = Arc::new(Connection {
+            peer: PeerId::random(),
+            ip: None,
+            services: CircuitServices {
+                relayed: relayed.clone(),
+                bandwidth: Bandwidth::unlimited(),
+                ip_caps: IpCaps::default(),
+            },
+        });
         let inner = SubstreamBox::new(futures::io::Cursor::new(Vec::new()));
-        let mut stream = CountingStream::new(inner, counter.clone());
+        let mut stream = CountingStream::new(inner, connection);
         for read in reads {
             stream.count(read);
         }
-        counter.get()
+        relayed.get()
     }
 
     #[test]

@@ -1,0 +1,118 @@
+//! Reservation and circuit caps per source IP and IPv6 /64, beside libp2p's per-peer
+//! ones: fresh identities cost nothing, so without them one host could hold every
+//! reservation slot (go-libp2p caps reservations per IP and per /64 for the same reason).
+//!
+//! Both answer through libp2p's relay rate-limiter hook, so a refusal is the relay's
+//! usual `RESOURCE_LIMIT_EXCEEDED`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use libp2p::{Multiaddr, PeerId};
+
+use crate::config::RelayLimits;
+use crate::source::{ip_of, Tally};
+
+#[derive(Default)]
+struct Reservations {
+    tally: Tally,
+    /// Peers counted, with the IP they reserved from. libp2p reports a reservation's end
+    /// per peer only, so a peer counts once however many connections it reserves on.
+    holders: HashMap<PeerId, IpAddr>,
+}
+
+#[derive(Clone, Default)]
+pub struct IpCaps {
+    reservations: Arc<Mutex<Reservations>>,
+    /// Open circuit streams (HOP legs at the source's IP, STOP legs at the
+    /// destination's), counted by [`crate::circuit_streams`].
+    circuit_legs: Arc<Mutex<Tally>>,
+}
+
+/// A lock that a panicking holder poisoned still guards consistent counts (every update
+/// is a single insert or remove).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl IpCaps {
+    pub fn new(limits: &RelayLimits) -> Self {
+        IpCaps {
+            reservations: Arc::new(Mutex::new(Reservations {
+                tally: Tally::new(
+                    limits.max_reservations_per_ip,
+                    limits.max_reservations_per_ipv6_64,
+                ),
+                holders: HashMap::new(),
+            })),
+            circuit_legs: Arc::new(Mutex::new(Tally::new(
+                limits.max_circuits_per_ip,
+                limits.max_circuits_per_ipv6_64,
+            ))),
+        }
+    }
+
+    /// The relay's reservation limiter, asked last (after every other check passed, so
+    /// `true` means the reservation is accepted).
+    pub fn admit_reservation(&self, peer: PeerId, addr: &Multiaddr) -> bool {
+        let Some(ip) = ip_of(addr) else {
+            return true;
+        };
+        let mut reservations = lock(&self.reservations);
+        if reservations.holders.contains_key(&peer) {
+            return true;
+        }
+        if reservations.tally.try_add(ip).is_err() {
+            return false;
+        }
+        reservations.holders.insert(peer, ip);
+        true
+    }
+
+    /// `peer` holds no reservation any more.
+    pub fn reservation_ended(&self, peer: PeerId) {
+        let mut reservations = lock(&self.reservations);
+        if let Some(ip) = reservations.holders.remove(&peer) {
+            reservations.tally.remove(ip);
+        }
+    }
+
+    /// Peers counted as holding a reservation.
+    pub fn reservation_holders(&self) -> usize {
+        lock(&self.reservations).holders.len()
+    }
+
+    /// The relay's circuit limiter: the request's own HOP stream is already counted.
+    pub fn admit_circuit(&self, addr: &Multiaddr) -> bool {
+        match ip_of(addr) {
+            Some(ip) => lock(&self.circuit_legs).would_exceed(ip, 0).is_none(),
+            None => true,
+        }
+    }
+
+    /// Counts a circuit stream at `ip` until the returned guard drops.
+    pub fn circuit_leg(&self, ip: IpAddr) -> CircuitLeg {
+        lock(&self.circuit_legs).add(ip);
+        CircuitLeg {
+            legs: self.circuit_legs.clone(),
+            ip,
+        }
+    }
+
+    /// Circuit streams counted, all IPs.
+    pub fn circuit_legs_at(&self, ip: IpAddr) -> usize {
+        lock(&self.circuit_legs).at_ip(ip)
+    }
+}
+
+pub struct CircuitLeg {
+    legs: Arc<Mutex<Tally>>,
+    ip: IpAddr,
+}
+
+impl Drop for CircuitLeg {
+    fn drop(&mut self) {
+        lock(&self.legs).remove(self.ip);
+    }
+}

@@ -1,0 +1,170 @@
+//! Where a connection comes from, for per-source ceilings: its IP address and, for IPv6,
+//! its /64 (one subscriber's whole allocation, so a host cannot dodge a per-IP cap by
+//! rotating through its own addresses).
+//!
+//! Nothing here is logged or exported: counts are kept per address in memory only.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+
+/// The IP a multiaddr starts with; IPv4-mapped IPv6 (dual-stack sockets) as IPv4.
+/// `None` for addresses without one (relayed, memory).
+pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    if addr.iter().any(|p| p == Protocol::P2pCircuit) {
+        return None;
+    }
+    match addr.iter().next()? {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(match ip.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(ip),
+        }),
+        _ => None,
+    }
+}
+
+/// The /64 an IPv6 address belongs to.
+fn range_of(ip: IpAddr) -> Option<u64> {
+    match ip {
+        IpAddr::V4(_) => None,
+        IpAddr::V6(ip) => Some((u128::from(ip) >> 64) as u64),
+    }
+}
+
+/// Which per-source cap said no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceCap {
+    PerIp,
+    PerIpv6Range,
+}
+
+impl SourceCap {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceCap::PerIp => "per_ip",
+            SourceCap::PerIpv6Range => "per_ipv6_64",
+        }
+    }
+}
+
+/// Counts of something (connections, reservations, circuit legs) per IP and per IPv6
+/// /64, each with a cap. 0 as a cap means no limit.
+#[derive(Debug, Default)]
+pub struct Tally {
+    per_ip: usize,
+    per_range: usize,
+    ips: HashMap<IpAddr, usize>,
+    ranges: HashMap<u64, usize>,
+}
+
+impl Tally {
+    pub fn new(per_ip: usize, per_range: usize) -> Self {
+        Tally {
+            per_ip,
+            per_range,
+            ..Tally::default()
+        }
+    }
+
+    /// Counts one more for `ip` unless that would pass a cap.
+    pub fn try_add(&mut self, ip: IpAddr) -> Result<(), SourceCap> {
+        if let Some(cap) = self.would_exceed(ip, 1) {
+            return Err(cap);
+        }
+        self.add(ip);
+        Ok(())
+    }
+
+    /// Which cap `ip` would pass with `more` on top of its current count.
+    pub fn would_exceed(&self, ip: IpAddr, more: usize) -> Option<SourceCap> {
+        if self.per_ip > 0 && self.at_ip(ip) + more > self.per_ip {
+            return Some(SourceCap::PerIp);
+        }
+        if let Some(range) = range_of(ip) {
+            let held = self.ranges.get(&range).copied().unwrap_or(0);
+            if self.per_range > 0 && held + more > self.per_range {
+                return Some(SourceCap::PerIpv6Range);
+            }
+        }
+        None
+    }
+
+    /// Counts one more for `ip`, caps or not.
+    pub fn add(&mut self, ip: IpAddr) {
+        *self.ips.entry(ip).or_default() += 1;
+        if let Some(range) = range_of(ip) {
+            *self.ranges.entry(range).or_default() += 1;
+        }
+    }
+
+    pub fn remove(&mut self, ip: IpAddr) {
+        decrement(&mut self.ips, ip);
+        if let Some(range) = range_of(ip) {
+            decrement(&mut self.ranges, range);
+        }
+    }
+
+    pub fn at_ip(&self, ip: IpAddr) -> usize {
+        self.ips.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// How many distinct IPs hold at least one.
+    pub fn ips(&self) -> usize {
+        self.ips.len()
+    }
+}
+
+fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
+    if let Some(count) = map.get_mut(&key) {
+        *count -= 1;
+        if *count == 0 {
+            map.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_per_ip_and_per_ipv6_range() {
+        let mut tally = Tally::new(2, 3);
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(tally.try_add(v4).is_ok());
+        assert!(tally.try_add(v4).is_ok());
+        assert_eq!(tally.try_add(v4), Err(SourceCap::PerIp));
+        assert!(tally.try_add("192.0.2.2".parse().unwrap()).is_ok());
+
+        // Three addresses of one /64: the third is the range's last slot.
+        for host in ["2001:db8::1", "2001:db8::2", "2001:db8::3"] {
+            assert!(tally.try_add(host.parse().unwrap()).is_ok(), "{host}");
+        }
+        assert_eq!(
+            tally.try_add("2001:db8::4".parse().unwrap()),
+            Err(SourceCap::PerIpv6Range)
+        );
+        assert!(tally.try_add("2001:db8:0:1::1".parse().unwrap()).is_ok());
+
+        tally.remove(v4);
+        tally.remove(v4);
+        assert_eq!(tally.at_ip(v4), 0);
+        assert!(tally.try_add(v4).is_ok());
+    }
+
+    #[test]
+    fn ips_of_multiaddrs() {
+        let mapped: Multiaddr = "/ip6/::ffff:192.0.2.7/tcp/1".parse().unwrap();
+        assert_eq!(ip_of(&mapped), Some("192.0.2.7".parse().unwrap()));
+        let quic: Multiaddr = "/ip6/2001:db8::1/udp/1/quic-v1".parse().unwrap();
+        assert_eq!(ip_of(&quic), Some("2001:db8::1".parse().unwrap()));
+        let relayed: Multiaddr =
+            "/ip4/192.0.2.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"
+                .parse()
+                .unwrap();
+        assert_eq!(ip_of(&relayed), None);
+    }
+}

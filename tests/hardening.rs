@@ -1,0 +1,413 @@
+//! The relay's ceilings against floods over real sockets (README "Hardening"):
+//! reservations and connections per source IP, the memory ceiling, bandwidth caps
+//! that slow a circuit instead of cutting it, and the allow and deny lists.
+//!
+//! Floods come from 127.0.0.1 over TCP; "another IP" is 127.0.0.2, reached by QUIC
+//! clients that listen there (libp2p's QUIC dials leave from a listening socket).
+//! Every flood is bounded in count and ends with its test.
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use dusk_relay::access::{AccessList, Entry};
+use dusk_relay::RelayEvent;
+use futures::future::join_all;
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::swarm::SwarmEvent;
+use support::hop::{self, OK, PERMISSION_DENIED, RESOURCE_LIMIT_EXCEEDED};
+use support::process::{relay_command, RelayProcess};
+use support::*;
+
+const OTHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// `count` fresh identities connect to `addr`, `batch` at a time; each then asks `ask`
+/// (if it connected) and is kept, so its connection and what it was granted stay.
+async fn flood<T>(
+    count: usize,
+    batch: usize,
+    connect_to: &libp2p::Multiaddr,
+    ask: impl Fn(&Client) -> futures::future::BoxFuture<'_, T> + Copy,
+) -> Vec<(Client, Result<T, String>)> {
+    let mut flood = Vec::with_capacity(count);
+    for _ in 0..count.div_ceil(batch) {
+        let round = join_all((0..batch.min(count - flood.len())).map(|_| async move {
+            let mut client = Client::new(None).await;
+            let outcome = match client.try_connect(connect_to).await {
+                Ok(()) => Ok(ask(&client).await),
+                Err(error) => Err(error),
+            };
+            (client, outcome)
+        }))
+        .await;
+        flood.extend(round);
+    }
+    flood
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reservation_flood_from_one_ip_is_capped_while_another_ip_still_reserves_and_opens_a_circuit(
+) {
+    const FLOOD: usize = 300;
+    const PER_IP: usize = 8;
+    let relay = TestRelay::start_with(|c| {
+        c.relay.max_reservations_per_ip = PER_IP;
+        // The reservation cap is under test: no connection cap or rate limit in its way.
+        c.connection_limits.max_per_ip = 0;
+        c.relay.reservation_rate_per_ip = 0;
+    })
+    .await;
+    let relay_id = relay.peer_id();
+    let tcp = relay.addr(Transport::Tcp);
+    let started = Instant::now();
+    let flooders = flood(FLOOD, 50, &tcp, |client| {
+        Box::pin(hop::hop_request(client, relay_id, hop::reserve()))
+    })
+    .await;
+    let flood_time = started.elapsed();
+    let statuses: Vec<_> = flooders
+        .iter()
+        .map(|(_, outcome)| outcome.clone().expect("flood connections are not capped"))
+        .collect();
+    let granted = statuses.iter().filter(|s| **s == Some(OK)).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == Some(RESOURCE_LIMIT_EXCEEDED))
+        .count();
+    assert_eq!(granted, PER_IP, "reservations granted to one IP");
+    assert_eq!(refused, FLOOD - PER_IP, "{statuses:?}");
+
+    // While the flood holds its connections and reservations, clients from another IP
+    // reserve and open a circuit at once.
+    let quic = relay.addr(Transport::Quic);
+    let (mut a, mut b) = (relay.client().await, relay.client().await);
+    a.quic_from(OTHER_IP).await;
+    b.quic_from(OTHER_IP).await;
+    let mut events = relay.subscribe();
+    let legit = Instant::now();
+    a.reserve(&quic).await;
+    let reserved = legit.elapsed();
+    b.connect(&quic).await;
+    b.dial_through(&quic, a.peer_id).await;
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::CircuitOpened { .. }).then_some(())
+    })
+    .await;
+    let circuit = legit.elapsed();
+    println!(
+        "{FLOOD} flood identities in {flood_time:?}: {granted} granted, {refused} refused; \
+         legit reservation from {OTHER_IP} in {reserved:?}, circuit open after {circuit:?}"
+    );
+    assert!(
+        circuit < Duration::from_secs(1),
+        "a legitimate client needed {circuit:?} to reserve and open a circuit under the flood"
+    );
+    exchange_both_ways(&mut b, &mut a, 64 * 1024).await;
+    drop(flooders);
+}
+
+/// Peak resident memory of a process, in bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_flood_above_the_per_ip_cap_is_refused_memory_stays_under_the_ceiling_and_counts_return_to_zero(
+) {
+    const FLOOD: usize = 200;
+    const PER_IP: usize = 32;
+    const MEMORY_MIB: u64 = 128;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = relay_command(dir.path());
+    command
+        .env("DUSK_RELAY_MAX_CONNECTIONS_PER_IP", PER_IP.to_string())
+        .env("DUSK_RELAY_MAX_MEMORY_MIB", MEMORY_MIB.to_string())
+        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
+        .env("DUSK_RELAY_WS_PORT", "off")
+        .env("DUSK_RELAY_WSS_PORT", "off");
+    let mut relay = RelayProcess::spawn(command);
+    relay.line_containing("dusk relay ready").await;
+    let address = |transport: Transport| -> libp2p::Multiaddr {
+        relay
+            .seen
+            .iter()
+            .filter_map(|l| l.split_once("relay address: ").map(|(_, a)| a.trim()))
+            .filter_map(|a| a.parse().ok())
+            .find(|a| transport.matches(a))
+            .unwrap_or_else(|| panic!("no {transport:?} address in {:?}", relay.seen))
+    };
+    let (tcp, quic) = (address(Transport::Tcp), address(Transport::Quic));
+    let metrics: std::net::SocketAddr = relay
+        .seen
+        .iter()
+        .find_map(|l| l.split_once("metrics and health endpoint: http://"))
+        .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
+        .expect("metrics address");
+    let pid = relay.child.id().expect("running");
+    let rss_before = peak_rss(pid);
+
+    let flooders = flood(FLOOD, 50, &tcp, |_| Box::pin(async {})).await;
+    let connected = flooders.iter().filter(|(_, o)| o.is_ok()).count();
+    assert_eq!(connected, PER_IP, "connections accepted from one IP");
+    let scrape = scrape(metrics).await;
+    let refused = metric_sum(
+        &scrape,
+        "dusk_relay_connections_refused_total",
+        &[("reason", "per_ip")],
+    );
+    assert_eq!(refused, (FLOOD - PER_IP) as f64);
+    assert_eq!(metric_sum(&scrape, "dusk_relay_source_ips", &[]), 1.0);
+
+    // Another IP is not affected by the one at its cap.
+    let mut other = Client::new(None).await;
+    other.quic_from(OTHER_IP).await;
+    other.connect(&quic).await;
+
+    let peak = peak_rss(pid);
+    println!(
+        "{FLOOD} connections from one IP: {connected} accepted, {refused} refused; relay peak RSS \
+         {:.1} MiB before, {:.1} MiB after the flood (ceiling {MEMORY_MIB} MiB)",
+        rss_before as f64 / 1048576.0,
+        peak as f64 / 1048576.0
+    );
+    assert!(peak < MEMORY_MIB * 1024 * 1024, "peak RSS {peak} bytes");
+
+    drop(flooders);
+    drop(other);
+    scrape_until(metrics, "connection counts back to zero", |s| {
+        metric_sum(s, "dusk_relay_source_ips", &[]) == 0.0
+            && metric_sum(s, "dusk_relay_connections", &[]) == 0.0
+    })
+    .await;
+    // Freed slots are usable again.
+    let mut again = Client::new(None).await;
+    again.connect(&tcp).await;
+    relay.signal(libc::SIGTERM);
+    assert!(relay.exit_status().await.success());
+}
+
+/// Reads `len` bytes from `stream`, returning how long it took from the first byte.
+async fn receive(mut stream: libp2p::Stream, len: usize) -> Duration {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    let mut first = None;
+    while got < len {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "stream ended after {got} of {len} bytes");
+        first.get_or_insert_with(Instant::now);
+        got += n;
+    }
+    first.map(|t| t.elapsed()).unwrap_or_default()
+}
+
+async fn send(mut stream: libp2p::Stream, len: usize) {
+    let buf = vec![7u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len());
+        stream.write_all(&buf[..n]).await.expect("write");
+        left -= n;
+    }
+    stream.close().await.expect("close");
+}
+
+/// B sends `len` bytes to A over a new data stream; returns the time A took to read it.
+async fn one_way(a: &mut Client, b: &mut Client, len: usize) -> Duration {
+    let a_id = a.peer_id;
+    let (outbound, (_, inbound)) =
+        futures::future::join(b.open_data_stream(a_id), a.accept_data_stream()).await;
+    let (_, took) = within(
+        Duration::from_secs(60),
+        "one-way transfer",
+        futures::future::join(send(outbound, len), receive(inbound, len)),
+    )
+    .await;
+    took
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_circuit_capped_at_1_mib_s_moves_8_mib_in_about_8_s_while_an_uncapped_one_runs_at_full_speed(
+) {
+    const MIB: usize = 1024 * 1024;
+    let (mut slow_a, mut slow_b) = (Client::new(None).await, Client::new(None).await);
+    let (mut fast_a, mut fast_b) = (Client::new(None).await, Client::new(None).await);
+    let exempt = vec![fast_a.peer_id, fast_b.peer_id];
+    let relay = TestRelay::start_with(move |c| {
+        c.bandwidth.circuit_bytes_per_sec = MIB as u32;
+        c.bandwidth.peer_bytes_per_sec = 0;
+        c.bandwidth.exempt = exempt;
+    })
+    .await;
+    open_circuit_between(&relay, &mut slow_a, &mut slow_b, Transport::Tcp).await;
+    open_circuit_between(&relay, &mut fast_a, &mut fast_b, Transport::Tcp).await;
+
+    let (slow, fast) = futures::future::join(
+        one_way(&mut slow_a, &mut slow_b, 8 * MIB),
+        one_way(&mut fast_a, &mut fast_b, 32 * MIB),
+    )
+    .await;
+    let fast_rate = 32.0 / fast.as_secs_f64();
+    println!(
+        "capped circuit: 8 MiB in {:.2} s ({:.2} MiB/s); uncapped beside it: 32 MiB in {:.2} s \
+         ({fast_rate:.1} MiB/s)",
+        slow.as_secs_f64(),
+        8.0 / slow.as_secs_f64(),
+        fast.as_secs_f64()
+    );
+    assert!(
+        (6.5..11.0).contains(&slow.as_secs_f64()),
+        "8 MiB at 1 MiB/s took {slow:?}"
+    );
+    assert!(
+        fast_rate > 4.0,
+        "the uncapped circuit ran at {fast_rate:.1} MiB/s"
+    );
+    let scrape = scrape(relay.handle.http_addr.expect("metrics on")).await;
+    let throttled = metric_sum(
+        &scrape,
+        "dusk_relay_throttled_seconds_total",
+        &[("scope", "circuit")],
+    );
+    assert!(
+        throttled > 4.0,
+        "time spent throttled is counted: {throttled} s"
+    );
+}
+
+/// The reason the relay client reports for a circuit dial to `target` that fails.
+async fn circuit_refusal(
+    client: &mut Client,
+    relay_addr: &libp2p::Multiaddr,
+    target: libp2p::PeerId,
+) -> String {
+    let addr = circuit_addr(relay_addr, target);
+    client.call(move |s| s.dial(addr)).await.expect("dial");
+    client
+        .next("refused circuit", |e| match e {
+            SwarmEvent::OutgoingConnectionError { error, .. } => Some(format!("{error:?}")),
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == target => {
+                panic!("circuit to {target} opened")
+            }
+            _ => None,
+        })
+        .await
+}
+
+/// Waits until `client` has no connection to the relay.
+async fn disconnected(client: &mut Client, relay: libp2p::PeerId) {
+    client
+        .next("connection closed by the relay", |e| match e {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } if peer_id == relay => Some(()),
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deny_listed_peer_gets_permission_denied_and_its_connection_closed() {
+    let mut denied = Client::new(None).await;
+    let denied_id = denied.peer_id;
+    let relay = TestRelay::start_with(move |c| {
+        c.access = AccessList {
+            allow: Vec::new(),
+            deny: vec![Entry::Peer(denied_id)],
+        }
+    })
+    .await;
+    let mut events = relay.subscribe();
+    let tcp = relay.addr(Transport::Tcp);
+
+    denied.connect(&tcp).await;
+    let status = hop::hop_request(&denied, relay.peer_id(), hop::reserve()).await;
+    assert_eq!(status, Some(PERMISSION_DENIED));
+    relay_event(&mut events, |e| match e {
+        RelayEvent::AccessDenied { peer, what } if *peer == denied_id => Some(*what),
+        _ => None,
+    })
+    .await;
+    disconnected(&mut denied, relay.peer_id()).await;
+
+    // As a circuit's source it is refused too, with the same code.
+    let mut a = relay.client().await;
+    a.reserve(&tcp).await;
+    denied.connect(&tcp).await;
+    let error = circuit_refusal(&mut denied, &tcp, a.peer_id).await;
+    assert!(error.contains("PermissionDenied"), "{error}");
+    // Everyone else is served.
+    let (_a, _b) = open_circuit(&relay, Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_list_mode_serves_listed_peers_and_ranges_and_refuses_everyone_else() {
+    let mut listed = Client::new(None).await;
+    let listed_id = listed.peer_id;
+    let relay = TestRelay::start_with(move |c| {
+        c.access = AccessList {
+            allow: vec![
+                Entry::Peer(listed_id),
+                "127.0.0.2/32".parse().expect("range"),
+            ],
+            deny: Vec::new(),
+        }
+    })
+    .await;
+    let (tcp, quic) = (relay.addr(Transport::Tcp), relay.addr(Transport::Quic));
+    listed.reserve(&tcp).await;
+
+    // A peer from the listed range is served.
+    let mut in_range = Client::new(None).await;
+    in_range.quic_from(OTHER_IP).await;
+    in_range.reserve(&quic).await;
+
+    // Anyone else, from 127.0.0.1: no reservation, no circuit, connection closed.
+    let stranger = Client::new(None).await;
+    let mut stranger = stranger;
+    stranger.connect(&tcp).await;
+    let status = hop::hop_request(&stranger, relay.peer_id(), hop::reserve()).await;
+    assert_eq!(status, Some(PERMISSION_DENIED));
+    disconnected(&mut stranger, relay.peer_id()).await;
+    stranger.connect(&tcp).await;
+    let status = hop::hop_request(&stranger, relay.peer_id(), hop::connect(listed_id)).await;
+    assert_eq!(status, Some(PERMISSION_DENIED));
+
+    // The listed peer reaches the one in the range through the relay.
+    listed.connect(&tcp).await;
+    listed.dial_through(&tcp, in_range.peer_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replaced_access_list_closes_the_connections_it_denies() {
+    let relay = TestRelay::start().await;
+    let tcp = relay.addr(Transport::Tcp);
+    let (mut a, mut b) = open_circuit(&relay, Transport::Tcp).await;
+    let mut events = relay.subscribe();
+    relay.handle.replace_access_list(AccessList {
+        allow: Vec::new(),
+        deny: vec![Entry::Peer(a.peer_id)],
+    });
+    let what = relay_event(&mut events, |e| match e {
+        RelayEvent::AccessDenied { peer, what } if *peer == a.peer_id => Some(*what),
+        _ => None,
+    })
+    .await;
+    assert_eq!(what, "connection");
+    disconnected(&mut a, relay.peer_id()).await;
+    // A is refused from now on; B, not listed, keeps being served.
+    a.connect(&tcp).await;
+    assert_eq!(
+        hop::hop_request(&a, relay.peer_id(), hop::reserve()).await,
+        Some(PERMISSION_DENIED)
+    );
+    b.reserve(&tcp).await;
+}
