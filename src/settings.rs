@@ -455,7 +455,9 @@ fn flatten<'a>(prefix: &str, table: &'a toml::Table, out: &mut Vec<(String, &'a 
 }
 
 /// TOML values become the same text the environment would carry, so one parser
-/// validates every layer: integers and strings as they are, arrays comma-joined.
+/// validates every layer: integers and strings as they are, arrays comma-joined (an
+/// empty array is an empty list: no access-list entries, and for settings that need an
+/// entry, such as `listen_ips`, the same error an empty variable gets).
 fn toml_to_text(value: &toml::Value) -> Result<String, &'static str> {
     match value {
         toml::Value::String(s) => {
@@ -476,11 +478,7 @@ fn toml_to_text(value: &toml::Value) -> Result<String, &'static str> {
                     _ => Err("expected a list of strings"),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            if texts.is_empty() {
-                Err("empty list; remove the key to use the default")
-            } else {
-                Ok(texts.join(","))
-            }
+            Ok(texts.join(","))
         }
         toml::Value::Float(_) => Err("expected a whole number"),
         toml::Value::Boolean(b) => Ok(b.to_string()),

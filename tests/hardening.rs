@@ -134,16 +134,10 @@ async fn connection_flood_above_the_per_ip_cap_is_refused_memory_stays_under_the
         .env("DUSK_RELAY_WSS_PORT", "off");
     let mut relay = RelayProcess::spawn(command);
     relay.line_containing("dusk relay ready").await;
-    let address = |transport: Transport| -> libp2p::Multiaddr {
-        relay
-            .seen
-            .iter()
-            .filter_map(|l| l.split_once("relay address: ").map(|(_, a)| a.trim()))
-            .filter_map(|a| a.parse().ok())
-            .find(|a| transport.matches(a))
-            .unwrap_or_else(|| panic!("no {transport:?} address in {:?}", relay.seen))
-    };
-    let (tcp, quic) = (address(Transport::Tcp), address(Transport::Quic));
+    let (tcp, quic) = (
+        binary_addr(&relay, Transport::Tcp),
+        binary_addr(&relay, Transport::Quic),
+    );
     let metrics: std::net::SocketAddr = relay
         .seen
         .iter()
@@ -410,4 +404,59 @@ async fn a_replaced_access_list_closes_the_connections_it_denies() {
         Some(PERMISSION_DENIED)
     );
     b.reserve(&tcp).await;
+}
+
+/// The binary's listen address for `transport`, from its start-up lines.
+fn binary_addr(relay: &RelayProcess, transport: Transport) -> libp2p::Multiaddr {
+    relay
+        .seen
+        .iter()
+        .filter_map(|l| l.split_once("relay address: ").map(|(_, a)| a.trim()))
+        .filter_map(|a| a.parse().ok())
+        .find(|a| transport.matches(a))
+        .unwrap_or_else(|| panic!("no {transport:?} address in {:?}", relay.seen))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_access_lists_from_the_config_file_and_a_broken_file_keeps_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dusk-relay.toml");
+    std::fs::write(&file, "[access]\ndeny = []\n").expect("write config");
+    let mut command = relay_command(dir.path());
+    command
+        .env("DUSK_RELAY_CONFIG", &file)
+        .env("DUSK_RELAY_WS_PORT", "off")
+        .env("DUSK_RELAY_WSS_PORT", "off")
+        .env("DUSK_RELAY_METRICS_ADDR", "off");
+    let mut relay = RelayProcess::spawn(command);
+    relay.line_containing("dusk relay ready").await;
+    let tcp = binary_addr(&relay, Transport::Tcp);
+    let relay_id = peer_of(&tcp);
+
+    let mut a = Client::new(None).await;
+    a.reserve(&tcp).await;
+    std::fs::write(&file, format!("[access]\ndeny = [\"{}\"]\n", a.peer_id)).expect("write");
+    relay.signal(libc::SIGHUP);
+    relay
+        .line_containing("access lists reloaded: 0 allow entries, 1 deny entries")
+        .await;
+    disconnected(&mut a, relay_id).await;
+    a.connect(&tcp).await;
+    assert_eq!(
+        hop::hop_request(&a, relay_id, hop::reserve()).await,
+        Some(PERMISSION_DENIED)
+    );
+
+    std::fs::write(&file, "[access\ndeny = ").expect("write");
+    relay.signal(libc::SIGHUP);
+    relay.line_containing("access lists not reloaded").await;
+    disconnected(&mut a, relay_id).await;
+    a.connect(&tcp).await;
+    assert_eq!(
+        hop::hop_request(&a, relay_id, hop::reserve()).await,
+        Some(PERMISSION_DENIED),
+        "a broken file keeps the lists in force"
+    );
+    relay.signal(libc::SIGTERM);
+    assert!(relay.exit_status().await.success());
 }

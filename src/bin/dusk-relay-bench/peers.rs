@@ -417,10 +417,26 @@ impl Drop for ScratchDir {
 }
 
 /// The relay config of the bench (as tests/support's `test_config`): loopback, every
-/// listener on an OS-assigned port, files in `dir`.
+/// listener on an OS-assigned port, files in `dir`. Every client of the bench shares
+/// 127.0.0.1 and the bench measures how fast the relay can go, so the per-IP ceilings
+/// and the bandwidth caps are lifted (the code paths that enforce them still run).
 pub fn dusk_config(dir: &Path) -> dusk_relay::Config {
     use std::net::{IpAddr, Ipv4Addr};
+    let defaults = dusk_relay::Config::default();
     dusk_relay::Config {
+        connection_limits: dusk_relay::config::ConnectionLimits {
+            max_per_ip: 0,
+            max_per_ipv6_64: 0,
+            ..defaults.connection_limits.clone()
+        },
+        relay: dusk_relay::config::RelayLimits {
+            max_reservations_per_ip: 0,
+            max_reservations_per_ipv6_64: 0,
+            max_circuits_per_ip: 0,
+            max_circuits_per_ipv6_64: 0,
+            ..defaults.relay.clone()
+        },
+        bandwidth: dusk_relay::config::BandwidthLimits::unlimited(),
         port: 0,
         ws_port: Some(0),
         wss_port: Some(0),
@@ -430,7 +446,7 @@ pub fn dusk_config(dir: &Path) -> dusk_relay::Config {
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             0,
         )),
-        ..dusk_relay::Config::default()
+        ..defaults
     }
 }
 
