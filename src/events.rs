@@ -4,7 +4,8 @@
 //! Privacy: nothing logged at `info` links a peer id to an IP address. Remote addresses
 //! appear only at `debug`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{
@@ -17,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::access_gate::GateEvent;
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::ip_caps::IpCaps;
+use crate::log_throttle::{folded_suffix, LogThrottle};
 use crate::metrics::Metrics;
 use crate::rendezvous;
 use crate::source_limits::Refused;
@@ -101,6 +103,11 @@ pub struct EventHandler {
     observers: broadcast::Sender<RelayEvent>,
     metrics: Metrics,
     ip_caps: IpCaps,
+    /// Refusals and denials come in floods: one info line per kind per interval.
+    refusal_log: LogThrottle,
+    /// Circuits (source, destination) whose second close report is still to come; see
+    /// `is_duplicate_close`.
+    second_reports_due: HashMap<(PeerId, PeerId), usize>,
 }
 
 impl EventHandler {
@@ -124,6 +131,8 @@ impl EventHandler {
             observers,
             metrics,
             ip_caps,
+            refusal_log: LogThrottle::default(),
+            second_reports_due: HashMap::new(),
         }
     }
 
@@ -197,6 +206,9 @@ impl EventHandler {
                 // a spare connection cannot free a slot still in use.
                 if num_established == 0 {
                     self.ip_caps.reservation_ended(peer_id);
+                    // Its handler, which would have sent the second reports, is gone.
+                    self.second_reports_due
+                        .retain(|(src, _), _| *src != peer_id);
                 }
                 let total = swarm.network_info().connection_counters().num_established();
                 self.metrics
@@ -221,10 +233,17 @@ impl EventHandler {
                 debug!(%address, "external address confirmed")
             }
             SwarmEvent::Behaviour(BehaviourEvent::Relay(GateEvent::Relay(event))) => {
-                self.on_relay(event)
+                self.on_relay(swarm, event)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Relay(GateEvent::Denied { peer, what })) => {
-                info!("access denied for peer {peer}: {}", what.name());
+                match self.refusal_log.admit("access_denied", Instant::now()) {
+                    Some(folded) => info!(
+                        "access denied for peer {peer}: {}{}",
+                        what.name(),
+                        folded_suffix(folded)
+                    ),
+                    None => debug!(%peer, what = what.name(), "access denied"),
+                }
                 self.metrics.access_denied(what.name());
                 self.emit(RelayEvent::AccessDenied {
                     peer,
@@ -250,9 +269,12 @@ impl EventHandler {
 
     fn on_incoming_error(&mut self, error: ListenError, send_back_addr: &Multiaddr) {
         if let ListenError::Denied { cause } = &error {
-            if let Some(reason) = self.refusal(cause) {
+            if let Some((reason, message)) = self.refusal(cause) {
                 debug!(remote = %send_back_addr, reason, "refused connection");
                 self.metrics.connection_refused(reason);
+                if let Some(folded) = self.refusal_log.admit(reason, Instant::now()) {
+                    info!("{message}{}", folded_suffix(folded));
+                }
                 self.emit(RelayEvent::ConnectionRefused { reason });
                 return;
             }
@@ -260,17 +282,19 @@ impl EventHandler {
         debug!(remote = %send_back_addr, %error, "incoming connection failed");
     }
 
-    /// The ceiling that denied a connection, logged (without its address) at info.
-    fn refusal(&self, cause: &libp2p::swarm::ConnectionDenied) -> Option<&'static str> {
+    /// The ceiling that denied a connection: its metric label and a line for the log
+    /// (naming the setting, never the address).
+    fn refusal(&self, cause: &libp2p::swarm::ConnectionDenied) -> Option<(&'static str, String)> {
         if let Some(refused) = cause.downcast_ref::<Refused>() {
-            info!("{refused}");
-            return Some(refused.reason.name());
+            return Some((refused.reason.name(), refused.to_string()));
         }
         if let Some(exceeded) =
             cause.downcast_ref::<memory_connection_limits::MemoryUsageLimitExceeded>()
         {
-            info!("connection refused: {exceeded} (DUSK_RELAY_MAX_MEMORY_MIB)");
-            return Some("memory");
+            return Some((
+                "memory",
+                format!("connection refused: {exceeded} (DUSK_RELAY_MAX_MEMORY_MIB)"),
+            ));
         }
         if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
             // libp2p keeps the kind private; its message names it.
@@ -282,17 +306,19 @@ impl EventHandler {
             } else {
                 "max_connections"
             };
-            warn!(
-                "connection refused: {exceeded} (DUSK_MAX_CONNECTIONS={}, \
-                 DUSK_RELAY_MAX_CONNECTIONS_PER_PEER, DUSK_RELAY_MAX_PENDING_INCOMING)",
-                self.max_connections
-            );
-            return Some(reason);
+            return Some((
+                reason,
+                format!(
+                    "connection refused: {exceeded} (DUSK_MAX_CONNECTIONS={}, \
+                     DUSK_RELAY_MAX_CONNECTIONS_PER_PEER, DUSK_RELAY_MAX_PENDING_INCOMING)",
+                    self.max_connections
+                ),
+            ));
         }
         None
     }
 
-    fn on_relay(&mut self, event: relay::Event) {
+    fn on_relay(&mut self, swarm: &Swarm<Behaviour>, event: relay::Event) {
         self.metrics.record_relay(&event);
         match event {
             relay::Event::ReservationReqAccepted {
@@ -318,7 +344,13 @@ impl EventHandler {
                 src_peer_id,
                 status,
             } => {
-                info!("relay reservation denied for peer {src_peer_id}: {status:?}");
+                match self.refusal_log.admit("reservation_denied", Instant::now()) {
+                    Some(folded) => info!(
+                        "relay reservation denied for peer {src_peer_id}: {status:?}{}",
+                        folded_suffix(folded)
+                    ),
+                    None => debug!(peer = %src_peer_id, ?status, "relay reservation denied"),
+                }
                 self.metrics.reservation_denied(status);
                 self.emit(RelayEvent::ReservationDenied { peer: src_peer_id });
             }
@@ -345,7 +377,15 @@ impl EventHandler {
                 dst_peer_id,
                 status,
             } => {
-                info!("circuit denied: {src_peer_id} -> {dst_peer_id}: {status:?}");
+                match self.refusal_log.admit("circuit_denied", Instant::now()) {
+                    Some(folded) => info!(
+                        "circuit denied: {src_peer_id} -> {dst_peer_id}: {status:?}{}",
+                        folded_suffix(folded)
+                    ),
+                    None => {
+                        debug!(src = %src_peer_id, dst = %dst_peer_id, ?status, "circuit denied")
+                    }
+                }
                 self.metrics.circuit_denied(status);
                 self.emit(RelayEvent::CircuitDenied {
                     src: src_peer_id,
@@ -357,6 +397,10 @@ impl EventHandler {
                 dst_peer_id,
                 error,
             } => {
+                if self.is_duplicate_close(swarm, src_peer_id, dst_peer_id, error.as_ref()) {
+                    debug!(src = %src_peer_id, dst = %dst_peer_id, "second report of a closed circuit");
+                    return;
+                }
                 self.circuits = self.circuits.saturating_sub(1);
                 self.metrics.circuit_closed(self.circuits, error.is_some());
                 info!(
@@ -377,6 +421,31 @@ impl EventHandler {
             #[allow(deprecated)]
             other => debug!(event = ?other, "relay event"),
         }
+    }
+
+    /// libp2p-relay 0.22 reports a circuit closed twice when its destination disconnects
+    /// first: once from the connection's close (error `ConnectionAborted`) and again when
+    /// the source's handler sees the copy end. The second report is dropped here, or the
+    /// open count (and the drain waiting on it) would run ahead of the real circuits.
+    fn is_duplicate_close(
+        &mut self,
+        swarm: &Swarm<Behaviour>,
+        src: PeerId,
+        dst: PeerId,
+        error: Option<&std::io::Error>,
+    ) -> bool {
+        if let Some(due) = self.second_reports_due.get_mut(&(src, dst)) {
+            *due -= 1;
+            if *due == 0 {
+                self.second_reports_due.remove(&(src, dst));
+            }
+            return true;
+        }
+        let aborted = error.is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionAborted);
+        if aborted && swarm.is_connected(&src) && !swarm.is_connected(&dst) {
+            *self.second_reports_due.entry((src, dst)).or_default() += 1;
+        }
+        false
     }
 
     /// Only reservations we saw accepted are counted (see `ReservationClosed`).

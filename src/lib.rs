@@ -21,6 +21,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod identity;
 pub mod ip_caps;
+pub mod log_throttle;
 pub mod metrics;
 pub mod relay;
 pub mod rendezvous;

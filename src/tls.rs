@@ -194,7 +194,9 @@ fn generate(
         .self_signed(&key_pair)
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     write(cert_path, cert.pem().as_bytes())?;
-    tracing::info!(cert = %cert_path.display(), names = ?names, "generated a self-signed WSS certificate");
+    // The names may be IP addresses (the relay's own), and info lines carry none.
+    tracing::info!(cert = %cert_path.display(), "generated a self-signed WSS certificate");
+    tracing::debug!(names = ?names, "self-signed WSS certificate names");
     Ok(())
 }
 

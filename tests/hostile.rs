@@ -31,14 +31,17 @@ use support::*;
 /// time comes from the relay handling the frame, not from a timeout.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Bound on each test's total time (they take 0.1 to 3 s).
+const TEST_TIME: Duration = Duration::from_secs(90);
+
 /// Bytes each way through the circuit that shows the relay still serves.
 const CIRCUIT_BYTES: usize = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------
 // Panics anywhere in the relay: libp2p runs each connection on its own tokio task, so a
 // handler that panicked would only lose that connection and the relay would look fine.
-// The hook records panics on tokio's worker threads (the relay's and the clients' tasks;
-// a test's own assertions run on the test thread).
+// The hook records panics on tokio's threads (the relay's and the clients' tasks; a
+// test's own assertions run on the test thread).
 
 static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -47,7 +50,9 @@ fn record_panics() {
     INSTALL.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().name() == Some("tokio-runtime-worker") {
+            // "tokio-rt-worker" (tokio 1.5x), "tokio-runtime-worker" before.
+            let name = std::thread::current().name().map(str::to_owned);
+            if name.is_some_and(|n| n.starts_with("tokio-")) {
                 PANICS
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -378,12 +383,18 @@ async fn hostile_hop_frames(transport: Transport) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_hop_frames_over_tcp_get_a_status_or_a_closed_stream_and_the_relay_still_serves() {
-    hostile_hop_frames(Transport::Tcp).await;
+    within(TEST_TIME, "the whole test", async {
+        hostile_hop_frames(Transport::Tcp).await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_hop_frames_over_quic_get_a_status_or_a_closed_stream_and_the_relay_still_serves() {
-    hostile_hop_frames(Transport::Quic).await;
+    within(TEST_TIME, "the whole test", async {
+        hostile_hop_frames(Transport::Quic).await;
+    })
+    .await;
 }
 
 /// A denied peer's HOP streams are served by the access gate's own small parser
@@ -392,97 +403,105 @@ async fn hostile_hop_frames_over_quic_get_a_status_or_a_closed_stream_and_the_re
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_hop_frames_from_a_denied_peer_get_a_closed_stream_and_requests_permission_denied()
 {
-    record_panics();
-    let denied = Client::new(None).await;
-    let denied_id = denied.peer_id;
-    let relay = TestRelay::start_with(|c| {
-        c.access = AccessList {
-            allow: Vec::new(),
-            deny: vec![Entry::Peer(denied_id)],
-        }
-    })
-    .await;
-    let relay_id = relay.peer_id();
-    let mut denied = denied;
-    denied.connect(&relay.addr(Transport::Tcp)).await;
-
-    // The gate closes a denied connection after its first answer or its grace period
-    // (5 s): these are sent at once and take milliseconds.
-    let cases = [
-        case("truncated frame", truncated(100, 10), true, &[]),
-        case("oversized length prefix", prefix(4097), false, &[]),
-        case("overlong varint", vec![0xff; 11], false, &[]),
-        case("not protobuf", frame(&[0xff; 32]), false, &[]),
-        case(
-            "STATUS first",
-            encode(HopMessage {
-                r#type: HOP_STATUS,
-                ..HopMessage::default()
-            }),
-            false,
-            &[],
-        ),
-        case("RESERVE", encode(reserve()), false, &[PERMISSION_DENIED]),
-    ];
-    for case in cases {
-        println!("denied peer: {}", case.what);
-        let answers = hop_statuses(&denied, relay_id, &case.bytes, case.close).await;
-        assert_eq!(answers, case.answers, "{}", case.what);
-    }
-    denied
-        .next("the denied connection closed", |e| match e {
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
-            } if peer_id == relay_id => Some(()),
-            _ => None,
+    within(TEST_TIME, "the whole test", async {
+        record_panics();
+        let denied = Client::new(None).await;
+        let denied_id = denied.peer_id;
+        let relay = TestRelay::start_with(|c| {
+            c.access = AccessList {
+                allow: Vec::new(),
+                deny: vec![Entry::Peer(denied_id)],
+            }
         })
         .await;
+        let relay_id = relay.peer_id();
+        let mut denied = denied;
+        denied.connect(&relay.addr(Transport::Tcp)).await;
 
-    relay_still_serves(&relay, Transport::Tcp).await;
+        // The gate closes a denied connection after its first answer or its grace period
+        // (5 s): these are sent at once and take milliseconds.
+        let cases = [
+            case("truncated frame", truncated(100, 10), true, &[]),
+            case("oversized length prefix", prefix(4097), false, &[]),
+            case("overlong varint", vec![0xff; 11], false, &[]),
+            case("not protobuf", frame(&[0xff; 32]), false, &[]),
+            case(
+                "STATUS first",
+                encode(HopMessage {
+                    r#type: HOP_STATUS,
+                    ..HopMessage::default()
+                }),
+                false,
+                &[],
+            ),
+            // libp2p reads this as RESERVE (see `hop_cases`); the gate drops it.
+            case("an empty frame", frame(&[]), false, &[]),
+            case("RESERVE", encode(reserve()), false, &[PERMISSION_DENIED]),
+        ];
+        for case in cases {
+            println!("denied peer: {}", case.what);
+            let answers = hop_statuses(&denied, relay_id, &case.bytes, case.close).await;
+            assert_eq!(answers, case.answers, "{}", case.what);
+        }
+        denied
+            .next("the denied connection closed", |e| match e {
+                SwarmEvent::ConnectionClosed {
+                    peer_id,
+                    num_established: 0,
+                    ..
+                } if peer_id == relay_id => Some(()),
+                _ => None,
+            })
+            .await;
+
+        relay_still_serves(&relay, Transport::Tcp).await;
+    })
+    .await;
 }
 
 /// The relay serves STOP to nobody (it only opens STOP streams): opening one towards it
 /// fails the protocol negotiation, and the connection stays usable.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_stream_towards_the_relay_is_refused_and_the_connection_stays_usable() {
-    record_panics();
-    let relay = TestRelay::start().await;
-    let relay_id = relay.peer_id();
-    let mut client = relay.client().await;
-    client.connect(&relay.addr(Transport::Tcp)).await;
-    let mut witness = open_hop(&client, relay_id).await.expect("HOP stream");
+    within(TEST_TIME, "the whole test", async {
+        record_panics();
+        let relay = TestRelay::start().await;
+        let relay_id = relay.peer_id();
+        let mut client = relay.client().await;
+        client.connect(&relay.addr(Transport::Tcp)).await;
+        let mut witness = open_hop(&client, relay_id).await.expect("HOP stream");
 
-    let mut control = client.control.clone();
-    match within(
-        EVENT_TIMEOUT,
-        "STOP stream",
-        control.open_stream(relay_id, STOP),
-    )
-    .await
-    {
-        Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(p)) => assert_eq!(p, STOP),
-        Ok(_) => panic!("the relay accepted an inbound STOP stream"),
-        Err(other) => panic!("unexpected error: {other}"),
-    }
-
-    witness
-        .write_all(&encode(reserve()))
+        let mut control = client.control.clone();
+        match within(
+            EVENT_TIMEOUT,
+            "STOP stream",
+            control.open_stream(relay_id, STOP),
+        )
         .await
-        .expect("the connection is still open");
-    let answer = within(
-        ANSWER_TIMEOUT,
-        "reservation answer",
-        read_frame(&mut witness),
-    )
-    .await
-    .expect("an answer on the witness stream");
-    assert_eq!(
-        HopMessage::decode(answer.as_slice()).unwrap().status,
-        Some(OK)
-    );
-    relay_still_serves(&relay, Transport::Tcp).await;
+        {
+            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(p)) => assert_eq!(p, STOP),
+            Ok(_) => panic!("the relay accepted an inbound STOP stream"),
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+
+        witness
+            .write_all(&encode(reserve()))
+            .await
+            .expect("the connection is still open");
+        let answer = within(
+            ANSWER_TIMEOUT,
+            "reservation answer",
+            read_frame(&mut witness),
+        )
+        .await
+        .expect("an answer on the witness stream");
+        assert_eq!(
+            HopMessage::decode(answer.as_slice()).unwrap().status,
+            Some(OK)
+        );
+        relay_still_serves(&relay, Transport::Tcp).await;
+    })
+    .await;
 }
 
 /// The rendezvous server (`src/rendezvous/`): frames it cannot read, and messages that
@@ -490,134 +509,137 @@ async fn a_stop_stream_towards_the_relay_is_refused_and_the_connection_stays_usa
 /// usable and a well-formed DISCOVER is answered afterwards.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_rendezvous_frames_get_a_closed_stream_and_the_server_still_answers() {
-    use dusk_relay::rendezvous::proto::{self, MessageType, ResponseStatus};
-    use dusk_relay::rendezvous::{MAX_MESSAGE_BYTES, PROTOCOL};
+    within(TEST_TIME, "the whole test", async {
+        use dusk_relay::rendezvous::proto::{self, MessageType, ResponseStatus};
+        use dusk_relay::rendezvous::{MAX_MESSAGE_BYTES, PROTOCOL};
 
-    record_panics();
-    let relay = TestRelay::start().await;
-    let relay_id = relay.peer_id();
-    let mut client = relay.client().await;
-    client.connect(&relay.addr(Transport::Tcp)).await;
-    let mut witness = open_hop(&client, relay_id).await.expect("HOP stream");
+        record_panics();
+        let relay = TestRelay::start().await;
+        let relay_id = relay.peer_id();
+        let mut client = relay.client().await;
+        client.connect(&relay.addr(Transport::Tcp)).await;
+        let mut witness = open_hop(&client, relay_id).await.expect("HOP stream");
 
-    let message = |r#type: Option<MessageType>| proto::Message {
-        r#type: r#type.map(|t| t as i32),
-        ..proto::Message::default()
-    };
-    let rendezvous_frame = |m: proto::Message| frame(&m.encode_to_vec());
-    let discover = || proto::Message {
-        discover: Some(proto::Discover {
-            ns: Some("dusk/peers".into()),
-            limit: None,
-            cookie: None,
-        }),
-        ..message(Some(MessageType::Discover))
-    };
-    let mut two_discovers = rendezvous_frame(discover());
-    two_discovers.extend(rendezvous_frame(discover()));
-    let unknown_type = proto::Message {
-        r#type: Some(42),
-        ..proto::Message::default()
-    };
-    // (what, bytes, half-close, DISCOVER responses expected)
-    let cases: Vec<(&str, Vec<u8>, bool, usize)> = vec![
-        (
-            "truncated frame: 100 bytes announced, 10 sent, then end of stream",
-            truncated(100, 10),
-            true,
-            0,
-        ),
-        (
-            "length prefix over 1 MiB, no body",
-            prefix(MAX_MESSAGE_BYTES + 1),
-            false,
-            0,
-        ),
-        ("overlong varint (11 bytes)", vec![0xff; 11], false, 0),
-        ("garbage bytes, then end of stream", garbage(64, 2), true, 0),
-        ("a frame that is not protobuf", frame(&[0xff; 32]), false, 0),
-        ("an empty frame (no type)", frame(&[]), false, 0),
-        (
-            "unknown message type 42",
-            rendezvous_frame(unknown_type),
-            false,
-            0,
-        ),
-        (
-            "REGISTER_RESPONSE as a request",
-            rendezvous_frame(message(Some(MessageType::RegisterResponse))),
-            false,
-            0,
-        ),
-        (
-            "DISCOVER_RESPONSE as a request",
-            rendezvous_frame(message(Some(MessageType::DiscoverResponse))),
-            false,
-            0,
-        ),
-        (
-            "REGISTER without its body",
-            rendezvous_frame(message(Some(MessageType::Register))),
-            false,
-            0,
-        ),
-        (
-            "DISCOVER without its body",
-            rendezvous_frame(message(Some(MessageType::Discover))),
-            false,
-            0,
-        ),
-        (
-            "two DISCOVERs back to back: only the first is answered",
-            two_discovers,
-            false,
-            1,
-        ),
-    ];
-    let mut wrong = Vec::new();
-    for (what, bytes, close, responses) in cases {
-        println!("rendezvous: {what}");
-        let outcome = send_raw(&client, relay_id, PROTOCOL, &bytes, close).await;
-        println!("  -> {} frames, then {}", outcome.frames.len(), outcome.end);
-        for f in &outcome.frames {
-            let response = proto::Message::decode(f.as_slice()).expect("a rendezvous message");
-            assert_eq!(
-                response.r#type,
-                Some(MessageType::DiscoverResponse as i32),
-                "{what}"
-            );
+        let message = |r#type: Option<MessageType>| proto::Message {
+            r#type: r#type.map(|t| t as i32),
+            ..proto::Message::default()
+        };
+        let rendezvous_frame = |m: proto::Message| frame(&m.encode_to_vec());
+        let discover = || proto::Message {
+            discover: Some(proto::Discover {
+                ns: Some("dusk/peers".into()),
+                limit: None,
+                cookie: None,
+            }),
+            ..message(Some(MessageType::Discover))
+        };
+        let mut two_discovers = rendezvous_frame(discover());
+        two_discovers.extend(rendezvous_frame(discover()));
+        let unknown_type = proto::Message {
+            r#type: Some(42),
+            ..proto::Message::default()
+        };
+        // (what, bytes, half-close, DISCOVER responses expected)
+        let cases: Vec<(&str, Vec<u8>, bool, usize)> = vec![
+            (
+                "truncated frame: 100 bytes announced, 10 sent, then end of stream",
+                truncated(100, 10),
+                true,
+                0,
+            ),
+            (
+                "length prefix over 1 MiB, no body",
+                prefix(MAX_MESSAGE_BYTES + 1),
+                false,
+                0,
+            ),
+            ("overlong varint (11 bytes)", vec![0xff; 11], false, 0),
+            ("garbage bytes, then end of stream", garbage(64, 2), true, 0),
+            ("a frame that is not protobuf", frame(&[0xff; 32]), false, 0),
+            ("an empty frame (no type)", frame(&[]), false, 0),
+            (
+                "unknown message type 42",
+                rendezvous_frame(unknown_type),
+                false,
+                0,
+            ),
+            (
+                "REGISTER_RESPONSE as a request",
+                rendezvous_frame(message(Some(MessageType::RegisterResponse))),
+                false,
+                0,
+            ),
+            (
+                "DISCOVER_RESPONSE as a request",
+                rendezvous_frame(message(Some(MessageType::DiscoverResponse))),
+                false,
+                0,
+            ),
+            (
+                "REGISTER without its body",
+                rendezvous_frame(message(Some(MessageType::Register))),
+                false,
+                0,
+            ),
+            (
+                "DISCOVER without its body",
+                rendezvous_frame(message(Some(MessageType::Discover))),
+                false,
+                0,
+            ),
+            (
+                "two DISCOVERs back to back: only the first is answered",
+                two_discovers,
+                false,
+                1,
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (what, bytes, close, responses) in cases {
+            println!("rendezvous: {what}");
+            let outcome = send_raw(&client, relay_id, PROTOCOL, &bytes, close).await;
+            println!("  -> {} frames, then {}", outcome.frames.len(), outcome.end);
+            for f in &outcome.frames {
+                let response = proto::Message::decode(f.as_slice()).expect("a rendezvous message");
+                assert_eq!(
+                    response.r#type,
+                    Some(MessageType::DiscoverResponse as i32),
+                    "{what}"
+                );
+            }
+            if outcome.frames.len() != responses {
+                wrong.push(format!(
+                    "{what}: {} responses, expected {responses}",
+                    outcome.frames.len()
+                ));
+            }
         }
-        if outcome.frames.len() != responses {
-            wrong.push(format!(
-                "{what}: {} responses, expected {responses}",
-                outcome.frames.len()
-            ));
-        }
-    }
-    assert!(wrong.is_empty(), "{wrong:#?}");
+        assert!(wrong.is_empty(), "{wrong:#?}");
 
-    let response = raw_request(&client, relay_id, discover()).await;
-    let status = response
-        .discover_response
-        .and_then(|d| d.status)
-        .map(ResponseStatus::try_from);
-    assert_eq!(
-        status,
-        Some(Ok(ResponseStatus::Ok)),
-        "a well-formed DISCOVER"
-    );
-    witness
-        .write_all(&encode(reserve()))
+        let response = raw_request(&client, relay_id, discover()).await;
+        let status = response
+            .discover_response
+            .and_then(|d| d.status)
+            .map(ResponseStatus::try_from);
+        assert_eq!(
+            status,
+            Some(Ok(ResponseStatus::Ok)),
+            "a well-formed DISCOVER"
+        );
+        witness
+            .write_all(&encode(reserve()))
+            .await
+            .expect("the connection is still open");
+        within(
+            ANSWER_TIMEOUT,
+            "reservation answer",
+            read_frame(&mut witness),
+        )
         .await
-        .expect("the connection is still open");
-    within(
-        ANSWER_TIMEOUT,
-        "reservation answer",
-        read_frame(&mut witness),
-    )
-    .await
-    .expect("an answer on the witness stream");
-    relay_still_serves(&relay, Transport::Tcp).await;
+        .expect("an answer on the witness stream");
+        relay_still_serves(&relay, Transport::Tcp).await;
+    })
+    .await;
 }
 
 /// A circuit to the relay through the relay itself (the only way a peer could reach it
@@ -626,33 +648,36 @@ async fn hostile_rendezvous_frames_get_a_closed_stream_and_the_server_still_answ
 /// `<relay>/p2p-circuit/p2p/<relay>`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_circuit_to_the_relay_through_itself_is_refused_with_no_reservation() {
-    record_panics();
-    let relay = TestRelay::start().await;
-    let relay_id = relay.peer_id();
-    let relay_addr = relay.addr(Transport::Tcp);
-    let mut client = relay.client().await;
-    client.connect(&relay_addr).await;
-    assert_eq!(
-        hop_request(&client, relay_id, connect(relay_id)).await,
-        Some(NO_RESERVATION)
-    );
+    within(TEST_TIME, "the whole test", async {
+        record_panics();
+        let relay = TestRelay::start().await;
+        let relay_id = relay.peer_id();
+        let relay_addr = relay.addr(Transport::Tcp);
+        let mut client = relay.client().await;
+        client.connect(&relay_addr).await;
+        assert_eq!(
+            hop_request(&client, relay_id, connect(relay_id)).await,
+            Some(NO_RESERVATION)
+        );
 
-    let through_itself = circuit_addr(&relay_addr, relay_id);
-    client
-        .call(move |s| s.dial(through_itself))
-        .await
-        .expect("dial");
-    let error = client
-        .next("the circuit dial to fail", |e| match e {
-            SwarmEvent::OutgoingConnectionError { error, .. } => Some(error.to_string()),
-            SwarmEvent::ConnectionEstablished { endpoint, .. } if endpoint.is_relayed() => {
-                panic!("a relayed connection to the relay through itself")
-            }
-            _ => None,
-        })
-        .await;
-    println!("dial error: {error}");
-    relay_still_serves(&relay, Transport::Tcp).await;
+        let through_itself = circuit_addr(&relay_addr, relay_id);
+        client
+            .call(move |s| s.dial(through_itself))
+            .await
+            .expect("dial");
+        let error = client
+            .next("the circuit dial to fail", |e| match e {
+                SwarmEvent::OutgoingConnectionError { error, .. } => Some(error.to_string()),
+                SwarmEvent::ConnectionEstablished { endpoint, .. } if endpoint.is_relayed() => {
+                    panic!("a relayed connection to the relay through itself")
+                }
+                _ => None,
+            })
+            .await;
+        println!("dial error: {error}");
+        relay_still_serves(&relay, Transport::Tcp).await;
+    })
+    .await;
 }
 
 /// Raw sockets that connect and then stall the handshake: a partial multistream-select
@@ -662,83 +687,86 @@ async fn a_circuit_to_the_relay_through_itself_is_refused_with_no_reservation() 
 /// fails), and serves a normal circuit while they hang.
 #[tokio::test(flavor = "multi_thread")]
 async fn handshakes_that_never_finish_are_closed_after_the_handshake_timeout() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    within(TEST_TIME, "the whole test", async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
-    const CLOSED_WITHIN: Duration = Duration::from_secs(10);
-    record_panics();
-    let relay = TestRelay::start_with(|c| c.handshake_timeout = HANDSHAKE_TIMEOUT).await;
-    let socket_of = |transport: Transport| -> std::net::SocketAddr {
-        let addr: Multiaddr = relay.addr(transport);
-        let mut ip = None;
-        let mut port = None;
-        for p in addr.iter() {
-            match p {
-                libp2p::multiaddr::Protocol::Ip4(a) => ip = Some(a),
-                libp2p::multiaddr::Protocol::Tcp(p) => port = Some(p),
-                _ => {}
-            }
-        }
-        (ip.expect("an IPv4 listener"), port.expect("a TCP port")).into()
-    };
-    let stalls: Vec<(&str, Transport, &[u8])> = vec![
-        (
-            "TCP: partial multistream header",
-            Transport::Tcp,
-            b"\x13/multistream/1.0",
-        ),
-        ("TCP: silent", Transport::Tcp, b""),
-        (
-            "WS: half an HTTP upgrade request",
-            Transport::Ws,
-            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n",
-        ),
-        ("WS: silent", Transport::Ws, b""),
-        (
-            "WSS: the start of a TLS record",
-            Transport::Wss,
-            b"\x16\x03\x01\x02",
-        ),
-        ("WSS: silent", Transport::Wss, b""),
-    ];
-    let start = Instant::now();
-    let mut sockets = Vec::new();
-    for (what, transport, bytes) in &stalls {
-        let mut socket = tokio::net::TcpStream::connect(socket_of(*transport))
-            .await
-            .unwrap_or_else(|e| panic!("{what}: connect: {e}"));
-        socket.write_all(bytes).await.expect("write");
-        sockets.push((*what, socket));
-    }
-
-    // While they hang, the relay serves.
-    let (mut a, mut b) = open_circuit(&relay, Transport::Tcp).await;
-    exchange_both_ways(&mut b, &mut a, CIRCUIT_BYTES).await;
-
-    let closes = sockets.into_iter().map(|(what, mut socket)| async move {
-        let ended = tokio::time::timeout_at((start + CLOSED_WITHIN).into(), async {
-            let mut buf = [0u8; 1024];
-            loop {
-                match socket.read(&mut buf).await {
-                    Ok(0) => return "closed".to_owned(),
-                    Ok(_) => continue, // an alert or HTTP error before the close
-                    Err(e) => return format!("reset ({:?})", e.kind()),
+        const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+        const CLOSED_WITHIN: Duration = Duration::from_secs(10);
+        record_panics();
+        let relay = TestRelay::start_with(|c| c.handshake_timeout = HANDSHAKE_TIMEOUT).await;
+        let socket_of = |transport: Transport| -> std::net::SocketAddr {
+            let addr: Multiaddr = relay.addr(transport);
+            let mut ip = None;
+            let mut port = None;
+            for p in addr.iter() {
+                match p {
+                    libp2p::multiaddr::Protocol::Ip4(a) => ip = Some(a),
+                    libp2p::multiaddr::Protocol::Tcp(p) => port = Some(p),
+                    _ => {}
                 }
             }
-        })
-        .await;
-        (what, ended, start.elapsed())
-    });
-    let mut open = Vec::new();
-    for (what, ended, after) in futures::future::join_all(closes).await {
-        println!("{what}: {ended:?} after {after:?}");
-        if ended.is_err() {
-            open.push(what);
+            (ip.expect("an IPv4 listener"), port.expect("a TCP port")).into()
+        };
+        let stalls: Vec<(&str, Transport, &[u8])> = vec![
+            (
+                "TCP: partial multistream header",
+                Transport::Tcp,
+                b"\x13/multistream/1.0",
+            ),
+            ("TCP: silent", Transport::Tcp, b""),
+            (
+                "WS: half an HTTP upgrade request",
+                Transport::Ws,
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n",
+            ),
+            ("WS: silent", Transport::Ws, b""),
+            (
+                "WSS: the start of a TLS record",
+                Transport::Wss,
+                b"\x16\x03\x01\x02",
+            ),
+            ("WSS: silent", Transport::Wss, b""),
+        ];
+        let start = Instant::now();
+        let mut sockets = Vec::new();
+        for (what, transport, bytes) in &stalls {
+            let mut socket = tokio::net::TcpStream::connect(socket_of(*transport))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: connect: {e}"));
+            socket.write_all(bytes).await.expect("write");
+            sockets.push((*what, socket));
         }
-    }
-    assert!(
-        open.is_empty(),
-        "still open {CLOSED_WITHIN:?} after connecting: {open:?}"
-    );
-    relay_still_serves(&relay, Transport::Tcp).await;
+
+        // While they hang, the relay serves.
+        let (mut a, mut b) = open_circuit(&relay, Transport::Tcp).await;
+        exchange_both_ways(&mut b, &mut a, CIRCUIT_BYTES).await;
+
+        let closes = sockets.into_iter().map(|(what, mut socket)| async move {
+            let ended = tokio::time::timeout_at((start + CLOSED_WITHIN).into(), async {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match socket.read(&mut buf).await {
+                        Ok(0) => return "closed".to_owned(),
+                        Ok(_) => continue, // an alert or HTTP error before the close
+                        Err(e) => return format!("reset ({:?})", e.kind()),
+                    }
+                }
+            })
+            .await;
+            (what, ended, start.elapsed())
+        });
+        let mut open = Vec::new();
+        for (what, ended, after) in futures::future::join_all(closes).await {
+            println!("{what}: {ended:?} after {after:?}");
+            if ended.is_err() {
+                open.push(what);
+            }
+        }
+        assert!(
+            open.is_empty(),
+            "still open {CLOSED_WITHIN:?} after connecting: {open:?}"
+        );
+        relay_still_serves(&relay, Transport::Tcp).await;
+    })
+    .await;
 }

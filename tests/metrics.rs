@@ -161,3 +161,38 @@ async fn endpoint_is_loopback_by_default_and_can_be_disabled() {
     let relay = TestRelay::start_with(|c| c.metrics_addr = None).await;
     assert!(relay.handle.http_addr.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn circuit_count_stays_right_when_a_destination_disconnects() {
+    let relay = TestRelay::start().await;
+    let metrics = relay.handle.http_addr.expect("metrics on");
+    let (first_dst, mut first_src) = open_circuit(&relay, Transport::Tcp).await;
+    let (_second_dst, _second_src) = open_circuit(&relay, Transport::Tcp).await;
+    let mut events = relay.subscribe();
+    let gone = first_dst.peer_id;
+    drop(first_dst);
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::CircuitClosed { dst, .. } if *dst == gone).then_some(())
+    })
+    .await;
+    // The source sees its relayed connection end once the relay's copy of the circuit
+    // has ended, which is when libp2p-relay reports the circuit closed a second time.
+    first_src
+        .next("relayed connection closed", |e| match e {
+            libp2p::swarm::SwarmEvent::ConnectionClosed { peer_id, .. } if peer_id == gone => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    let after = scrape(metrics).await;
+    assert_eq!(
+        value(&after, "dusk_relay_circuits"),
+        1.0,
+        "one circuit is still open"
+    );
+    assert_eq!(
+        metric_sum(&after, "dusk_relay_circuits_closed_total", &[]),
+        1.0
+    );
+}
