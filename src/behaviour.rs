@@ -57,7 +57,7 @@ impl Shared {
         Shared {
             store: Arc::new(MemoryStore::new()),
             draining: Arc::default(),
-            ip_caps: IpCaps::new(&config.relay),
+            ip_caps: IpCaps::new(&config.relay, Default::default()),
             access: AccessControl::new(config.access.clone()),
             descriptor_budget: None,
         }

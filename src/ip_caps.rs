@@ -10,9 +10,23 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use libp2p::{Multiaddr, PeerId};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use crate::config::RelayLimits;
-use crate::source::{ip_of, Tally};
+use crate::source::{ip_of, SourceCap, Tally};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceCapLabel {
+    /// `reservation` or `circuit`.
+    pub what: &'static str,
+    /// `per_ip` or `per_ipv6_64`.
+    pub cap: &'static str,
+}
+
+/// Reservations and circuits refused by a per-source cap.
+pub type SourceCapDenials = Family<SourceCapLabel, Counter>;
 
 #[derive(Default)]
 struct Reservations {
@@ -28,6 +42,7 @@ pub struct IpCaps {
     /// Open circuit streams (HOP legs at the source's IP, STOP legs at the
     /// destination's), counted by [`crate::circuit_streams`].
     circuit_legs: Arc<Mutex<Tally>>,
+    denials: SourceCapDenials,
 }
 
 /// A lock that a panicking holder poisoned still guards consistent counts (every update
@@ -37,7 +52,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl IpCaps {
-    pub fn new(limits: &RelayLimits) -> Self {
+    pub fn new(limits: &RelayLimits, denials: SourceCapDenials) -> Self {
         IpCaps {
             reservations: Arc::new(Mutex::new(Reservations {
                 tally: Tally::new(
@@ -50,7 +65,18 @@ impl IpCaps {
                 limits.max_circuits_per_ip,
                 limits.max_circuits_per_ipv6_64,
             ))),
+            denials,
         }
+    }
+
+    fn denied(&self, what: &'static str, cap: SourceCap) -> bool {
+        self.denials
+            .get_or_create(&SourceCapLabel {
+                what,
+                cap: cap.name(),
+            })
+            .inc();
+        false
     }
 
     /// The relay's reservation limiter, asked last (after every other check passed, so
@@ -63,8 +89,9 @@ impl IpCaps {
         if reservations.holders.contains_key(&peer) {
             return true;
         }
-        if reservations.tally.try_add(ip).is_err() {
-            return false;
+        if let Err(cap) = reservations.tally.try_add(ip) {
+            drop(reservations);
+            return self.denied("reservation", cap);
         }
         reservations.holders.insert(peer, ip);
         true
@@ -85,8 +112,12 @@ impl IpCaps {
 
     /// The relay's circuit limiter: the request's own HOP stream is already counted.
     pub fn admit_circuit(&self, addr: &Multiaddr) -> bool {
-        match ip_of(addr) {
-            Some(ip) => lock(&self.circuit_legs).would_exceed(ip, 0).is_none(),
+        let Some(ip) = ip_of(addr) else {
+            return true;
+        };
+        let over = lock(&self.circuit_legs).would_exceed(ip, 0);
+        match over {
+            Some(cap) => self.denied("circuit", cap),
             None => true,
         }
     }

@@ -14,6 +14,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::bandwidth::ThrottledSeconds;
+use crate::ip_caps::SourceCapDenials;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -70,6 +71,7 @@ pub struct Metrics {
     source_ips: Gauge,
     access_denials: Family<DeniedLabel, Counter>,
     throttled_seconds: ThrottledSeconds,
+    source_cap_denials: SourceCapDenials,
     certificate_reloads: Family<OutcomeLabel, Counter>,
     relayed_bytes: Counter,
 }
@@ -78,6 +80,11 @@ impl Metrics {
     /// The counters [`crate::bandwidth`] updates from inside every circuit stream.
     pub fn throttled_seconds(&self) -> ThrottledSeconds {
         self.throttled_seconds.clone()
+    }
+
+    /// The counters [`crate::ip_caps`] updates from inside the relay's limiters.
+    pub fn source_cap_denials(&self) -> SourceCapDenials {
+        self.source_cap_denials.clone()
     }
 
     /// The counter [`crate::circuit_streams`] updates from inside every connection.
@@ -117,6 +124,7 @@ impl Metrics {
             source_ips: Gauge::default(),
             access_denials: Family::default(),
             throttled_seconds: ThrottledSeconds::default(),
+            source_cap_denials: SourceCapDenials::default(),
             certificate_reloads: Family::default(),
             relayed_bytes: Counter::default(),
         };
@@ -195,6 +203,11 @@ impl Metrics {
             "access_denials",
             "Requests and connections refused by the allow/deny lists",
             metrics.access_denials.clone(),
+        );
+        relay.register(
+            "source_cap_denials",
+            "Reservations and circuits refused by a per-IP or per-IPv6-/64 cap",
+            metrics.source_cap_denials.clone(),
         );
         relay.register(
             "throttled_seconds",

@@ -184,7 +184,7 @@ impl Relay {
             config.handshake_timeout,
         )
         .map_err(|e| RelayError::Transport(e.to_string()))?;
-        let ip_caps = IpCaps::new(&config.relay);
+        let ip_caps = IpCaps::new(&config.relay, metrics.source_cap_denials());
         let access = AccessControl::new(config.access.clone());
         let transport = circuit_streams::instrument(
             transport,

@@ -77,6 +77,12 @@ async fn reservation_flood_from_one_ip_is_capped_while_another_ip_still_reserves
         .count();
     assert_eq!(granted, PER_IP, "reservations granted to one IP");
     assert_eq!(refused, FLOOD - PER_IP, "{statuses:?}");
+    let counted = metric_sum(
+        &scrape(relay.handle.http_addr.expect("metrics on")).await,
+        "dusk_relay_source_cap_denials_total",
+        &[("what", "reservation"), ("cap", "per_ip")],
+    );
+    assert_eq!(counted, (FLOOD - PER_IP) as f64, "refusals counted by cap");
 
     // While the flood holds its connections and reservations, clients from another IP
     // reserve and open a circuit at once.
@@ -459,4 +465,32 @@ async fn sighup_reloads_the_access_lists_from_the_config_file_and_a_broken_file_
     );
     relay.signal(libc::SIGTERM);
     assert!(relay.exit_status().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn circuits_over_the_per_ip_cap_are_refused_while_another_ip_still_opens_one() {
+    // One circuit is two ends at 127.0.0.1 (the source's HOP stream, the destination's
+    // STOP stream): a second circuit between the same two clients passes the cap.
+    let relay = TestRelay::start_with(|c| c.relay.max_circuits_per_ip = 2).await;
+    let tcp = relay.addr(Transport::Tcp);
+    let (a, mut b) = open_circuit(&relay, Transport::Tcp).await;
+    let status = hop::hop_request(&b, relay.peer_id(), hop::connect(a.peer_id)).await;
+    assert_eq!(status, Some(RESOURCE_LIMIT_EXCEEDED));
+    let scrape = scrape(relay.handle.http_addr.expect("metrics on")).await;
+    assert_eq!(
+        metric_sum(
+            &scrape,
+            "dusk_relay_source_cap_denials_total",
+            &[("what", "circuit"), ("cap", "per_ip")]
+        ),
+        1.0
+    );
+
+    // A source at another IP is counted on its own.
+    let quic = relay.addr(Transport::Quic);
+    let mut c = relay.client().await;
+    c.quic_from(OTHER_IP).await;
+    c.connect(&quic).await;
+    c.dial_through(&quic, a.peer_id).await;
+    b.connect(&tcp).await;
 }
