@@ -1,5 +1,7 @@
 //! The load generator (`dusk-relay-bench`) keeps working: every scenario runs with tiny
-//! sizes over TCP and prints its tables and JSON with the expected fields. Checks the
+//! sizes over TCP (capacity with 50 reservations, churn with 1 s steps at 20 and 40/s,
+//! throughput with 3 circuits for fairness) and prints its tables and JSON with the
+//! expected fields. Checks the
 //! shape of the output, never the numbers (no timed assertions).
 
 use std::process::{Command, Output};
@@ -112,10 +114,153 @@ fn bench_rejects_bad_flags_with_a_clear_message() {
         (&["--transport", "udp"][..], "--transport \"udp\""),
         (&["--repeats", "0"][..], "--repeats \"0\""),
         (&["--scenario", "speed"][..], "--scenario \"speed\""),
+        (
+            &["--reservations", "10", "--idle-circuits", "6"][..],
+            "--idle-circuits 6",
+        ),
+        (&["--churn-rates", "fast"][..], "--churn-rates \"fast\""),
+        (&["--churn-seconds", "0"][..], "--churn-seconds \"0\""),
     ] {
         let output = bench(args);
         let (_, stderr) = text(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn bench_capacity_prints_rss_per_reservation_and_circuit_for_both_relays() {
+    let output = bench(&[
+        "--scenario",
+        "capacity",
+        "--reservations",
+        "50",
+        "--idle-circuits",
+        "10",
+        "--client-processes",
+        "2",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    let c = &doc["scenarios"]["capacity"];
+    assert_eq!(c["reservations"], 50, "{c}");
+    assert_eq!(c["idle_circuits"], 10, "{c}");
+    for path in ["dusk", "baseline"] {
+        for field in [
+            "reservations_held",
+            "circuits_open",
+            "rss_idle_mib",
+            "rss_reserved_mib",
+            "rss_total_mib",
+            "kib_per_reservation",
+            "kib_per_circuit",
+        ] {
+            assert!(c[path][field].is_number(), "capacity {path}.{field}: {c}");
+        }
+    }
+    assert!(stderr.contains("[capacity]"), "{stderr}");
+
+    let output = bench(&[
+        "--scenario",
+        "capacity",
+        "--reservations",
+        "20",
+        "--idle-circuits",
+        "4",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    assert!(
+        stdout.contains("| measure | dusk-relay | baseline | dusk ÷ baseline | goal |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| per reservation (KiB) | "), "{stdout}");
+    assert!(stdout.contains("max_reservations"), "{stdout}");
+}
+
+#[test]
+fn bench_churn_prints_the_ramp_saturation_and_latency_at_half_rate() {
+    let output = bench(&[
+        "--scenario",
+        "churn",
+        "--churn-seconds",
+        "1",
+        "--churn-rates",
+        "20,40",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    let c = &doc["scenarios"]["churn"];
+    for path in ["dusk", "baseline"] {
+        assert!(c["saturation_per_s"][path].is_number(), "churn {path}: {c}");
+        assert!(
+            c["p99_ms_at_half_rate"][path].is_number(),
+            "churn {path}: {c}"
+        );
+        let ramp = c["ramp"][path].as_array().expect("a ramp per relay");
+        assert!(!ramp.is_empty(), "churn ramp {path}: {c}");
+        for field in ["offered_per_s", "accepted_per_s", "p50_ms", "p99_ms"] {
+            assert!(ramp[0][field].is_number(), "churn ramp {path}.{field}: {c}");
+        }
+    }
+    assert!(c["half_rate_per_s"].is_number(), "{c}");
+    assert!(stderr.contains("[churn]"), "{stderr}");
+}
+
+#[test]
+fn bench_throughput_with_many_circuits_prints_fairness_and_aggregate() {
+    let output = bench(&[
+        "--scenario",
+        "throughput",
+        "--transport",
+        "tcp",
+        "--circuits",
+        "3",
+        "--bytes",
+        "256KiB",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    let tcp = &doc["scenarios"]["throughput"]["transports"][0];
+    for path in ["dusk", "baseline", "direct"] {
+        assert!(
+            tcp["fairness_min_over_max"][path].is_number(),
+            "fairness {path}: {tcp}"
+        );
+        assert!(
+            tcp["aggregate_mib_per_s"][path].is_number(),
+            "aggregate {path}: {tcp}"
+        );
+        assert!(
+            tcp["per_circuit_mib_per_s"][path]["min"].is_number(),
+            "per circuit {path}: {tcp}"
+        );
+    }
+
+    let output = bench(&[
+        "--scenario",
+        "throughput",
+        "--transport",
+        "tcp",
+        "--circuits",
+        "2",
+        "--bytes",
+        "256KiB",
+        "--repeats",
+        "1",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    assert!(stdout.contains("min ÷ max (goal ≥ 0.5)"), "{stdout}");
 }

@@ -300,20 +300,6 @@ async fn circuit_refusal(
         .await
 }
 
-/// Waits until `client` has no connection to the relay.
-async fn disconnected(client: &mut Client, relay: libp2p::PeerId) {
-    client
-        .next("connection closed by the relay", |e| match e {
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
-            } if peer_id == relay => Some(()),
-            _ => None,
-        })
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deny_listed_peer_gets_permission_denied_and_its_connection_closed() {
     let mut denied = Client::new(None).await;
@@ -336,7 +322,7 @@ async fn a_deny_listed_peer_gets_permission_denied_and_its_connection_closed() {
         _ => None,
     })
     .await;
-    disconnected(&mut denied, relay.peer_id()).await;
+    denied.disconnected_from(relay.peer_id()).await;
 
     // As a circuit's source it is refused too, with the same code.
     let mut a = relay.client().await;
@@ -376,7 +362,7 @@ async fn allow_list_mode_serves_listed_peers_and_ranges_and_refuses_everyone_els
     stranger.connect(&tcp).await;
     let status = hop::hop_request(&stranger, relay.peer_id(), hop::reserve()).await;
     assert_eq!(status, Some(PERMISSION_DENIED));
-    disconnected(&mut stranger, relay.peer_id()).await;
+    stranger.disconnected_from(relay.peer_id()).await;
     stranger.connect(&tcp).await;
     let status = hop::hop_request(&stranger, relay.peer_id(), hop::connect(listed_id)).await;
     assert_eq!(status, Some(PERMISSION_DENIED));
@@ -402,7 +388,7 @@ async fn a_replaced_access_list_closes_the_connections_it_denies() {
     })
     .await;
     assert_eq!(what, "connection");
-    disconnected(&mut a, relay.peer_id()).await;
+    a.disconnected_from(relay.peer_id()).await;
     // A is refused from now on; B, not listed, keeps being served.
     a.connect(&tcp).await;
     assert_eq!(
@@ -446,7 +432,7 @@ async fn sighup_reloads_the_access_lists_from_the_config_file_and_a_broken_file_
     relay
         .line_containing("access lists reloaded: 0 allow entries, 1 deny entries")
         .await;
-    disconnected(&mut a, relay_id).await;
+    a.disconnected_from(relay_id).await;
     a.connect(&tcp).await;
     assert_eq!(
         hop::hop_request(&a, relay_id, hop::reserve()).await,
@@ -456,7 +442,7 @@ async fn sighup_reloads_the_access_lists_from_the_config_file_and_a_broken_file_
     std::fs::write(&file, "[access\ndeny = ").expect("write");
     relay.signal(libc::SIGHUP);
     relay.line_containing("access lists not reloaded").await;
-    disconnected(&mut a, relay_id).await;
+    a.disconnected_from(relay_id).await;
     a.connect(&tcp).await;
     assert_eq!(
         hop::hop_request(&a, relay_id, hop::reserve()).await,

@@ -443,16 +443,7 @@ async fn hostile_hop_frames_from_a_denied_peer_get_a_closed_stream_and_requests_
             let answers = hop_statuses(&denied, relay_id, &case.bytes, case.close).await;
             assert_eq!(answers, case.answers, "{}", case.what);
         }
-        denied
-            .next("the denied connection closed", |e| match e {
-                SwarmEvent::ConnectionClosed {
-                    peer_id,
-                    num_established: 0,
-                    ..
-                } if peer_id == relay_id => Some(()),
-                _ => None,
-            })
-            .await;
+        denied.disconnected_from(relay_id).await;
 
         relay_still_serves(&relay, Transport::Tcp).await;
     })

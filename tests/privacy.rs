@@ -9,7 +9,6 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
@@ -19,9 +18,8 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId};
 use prost::Message as _;
 use support::hop::*;
-use support::process::{after, relay_command};
+use support::process::{after, relay_command, RelayProcess};
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 /// The source's address, seen by the relay and by no one else.
@@ -101,89 +99,6 @@ fn the_ip_finder_flags_every_way_of_writing_an_address_and_spares_peer_ids_and_t
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// The relay binary's whole output.
-
-/// Every line the relay binary prints on stdout and stderr, until both close.
-struct Output {
-    lines: mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-}
-
-impl Output {
-    fn capture(child: &mut tokio::process::Child) -> Output {
-        let (tx, lines) = mpsc::unbounded_channel();
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        for reader in [
-            Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(stderr),
-        ] {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(reader).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Output {
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    async fn line_containing(&mut self, needle: &str) -> String {
-        let (lines, seen) = (&mut self.lines, &mut self.seen);
-        within(EVENT_TIMEOUT, needle, async {
-            loop {
-                let line = lines
-                    .recv()
-                    .await
-                    .unwrap_or_else(|| panic!("relay exited; output:\n{}", seen.join("\n")));
-                seen.push(line.clone());
-                if line.contains(needle) {
-                    return line;
-                }
-            }
-        })
-        .await
-    }
-
-    /// Waits until every one of `needles` has appeared in a line, in any order (lines
-    /// read earlier count too).
-    async fn lines_containing_all(&mut self, needles: &[String]) {
-        let (lines, seen) = (&mut self.lines, &mut self.seen);
-        let missing = |seen: &[String]| {
-            needles
-                .iter()
-                .filter(|n| !seen.iter().any(|l| l.contains(n.as_str())))
-                .count()
-        };
-        within(EVENT_TIMEOUT, &needles.join(", "), async {
-            while missing(seen) > 0 {
-                let line = lines
-                    .recv()
-                    .await
-                    .unwrap_or_else(|| panic!("relay exited; output:\n{}", seen.join("\n")));
-                seen.push(line);
-            }
-        })
-        .await
-    }
-
-    /// The rest of the output, once the relay has exited and both pipes are closed.
-    async fn rest(&mut self) {
-        let (lines, seen) = (&mut self.lines, &mut self.seen);
-        within(EVENT_TIMEOUT, "the relay's output to end", async {
-            while let Some(line) = lines.recv().await {
-                seen.push(line);
-            }
-        })
-        .await
-    }
-}
-
 /// Lines the relay prints about itself before it is ready: its own listen addresses, its
 /// loopback metrics endpoint and the names (loopback IPs among them) of the dev WSS
 /// certificate it generated. Nothing else may hold an address.
@@ -193,12 +108,8 @@ const OWN_ADDRESS_LINES: [&str; 2] = ["relay address: ", "metrics and health end
 async fn a_full_session_leaves_no_ip_address_in_the_info_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = relay_command(dir.path());
-    command
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("spawn dusk-relay");
-    let mut out = Output::capture(&mut child);
+    command.env("RUST_LOG", "info");
+    let mut out = RelayProcess::spawn(command);
     out.line_containing("dusk relay ready").await;
     let ready_at = out.seen.len();
     let addresses: Vec<Multiaddr> = out
@@ -252,12 +163,8 @@ async fn a_full_session_leaves_no_ip_address_in_the_info_log() {
     ])
     .await;
 
-    let pid = child.id().expect("running") as i32;
-    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = within(EVENT_TIMEOUT, "relay exit", child.wait())
-        .await
-        .expect("wait");
+    out.signal(libc::SIGTERM);
+    let status = out.exit_status().await;
     out.rest().await;
     assert!(status.success(), "SIGTERM exits 0: {status}");
     assert!(

@@ -355,6 +355,19 @@ impl Client {
         .await
     }
 
+    /// Waits until this client has no connection left to `relay`.
+    pub async fn disconnected_from(&mut self, relay: PeerId) {
+        self.next("connections to the relay closed", |e| match e {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } if peer_id == relay => Some(()),
+            _ => None,
+        })
+        .await
+    }
+
     /// Reserves a slot on the relay; returns the reservation's limit as the relay sent it.
     pub async fn reserve(&mut self, relay_addr: &Multiaddr) -> Option<CircuitLimit> {
         self.try_reserve(relay_addr)

@@ -92,6 +92,40 @@ impl RelayProcess {
         .await
     }
 
+    /// Waits until every one of `needles` has appeared in a line, in any order (lines
+    /// read earlier count too).
+    pub async fn lines_containing_all(&mut self, needles: &[String]) {
+        let (lines, seen) = (&mut self.lines, &mut self.seen);
+        let missing = |seen: &[String]| {
+            needles
+                .iter()
+                .filter(|n| !seen.iter().any(|l| l.contains(n.as_str())))
+                .count()
+        };
+        within(EVENT_TIMEOUT, &needles.join(", "), async {
+            while missing(seen) > 0 {
+                let line = lines
+                    .recv()
+                    .await
+                    .unwrap_or_else(|| panic!("relay exited; output:\n{}", seen.join("\n")));
+                seen.push(line);
+            }
+        })
+        .await
+    }
+
+    /// Reads the rest of the output into `seen`, until the relay has exited and both
+    /// pipes are closed.
+    pub async fn rest(&mut self) {
+        let (lines, seen) = (&mut self.lines, &mut self.seen);
+        within(EVENT_TIMEOUT, "the relay's output to end", async {
+            while let Some(line) = lines.recv().await {
+                seen.push(line);
+            }
+        })
+        .await
+    }
+
     pub fn signal(&self, signal: libc::c_int) {
         let pid = self.child.id().expect("running") as i32;
         // SAFETY: kill(2) with a pid we spawned and a valid signal number.
