@@ -6,12 +6,17 @@
 //!
 //!     cargo run --release --bin dusk-relay-bench -- --scenario throughput,latency
 //!
-//! `--serve dusk|baseline` (hidden) is the relay child mode.
+//! `--serve dusk|baseline` (hidden) is the relay child mode; `--serve reservers` the
+//! child holding lightweight reservers for the capacity scenario.
 
+#[path = "dusk-relay-bench/capacity.rs"]
+mod capacity;
 #[path = "dusk-relay-bench/peers.rs"]
 mod peers;
 #[path = "dusk-relay-bench/report.rs"]
 mod report;
+#[path = "dusk-relay-bench/reserver.rs"]
+mod reserver;
 #[path = "dusk-relay-bench/scenarios.rs"]
 mod scenarios;
 #[path = "dusk-relay-bench/serve.rs"]
@@ -26,7 +31,17 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use peers::{BenchEnv, Transport};
 use scenarios::Opts;
 
-const SCENARIOS: [&str; 4] = ["throughput", "latency", "memory", "startup"];
+const SCENARIOS: [&str; 6] = [
+    "throughput",
+    "latency",
+    "memory",
+    "startup",
+    "capacity",
+    "churn",
+];
+/// What `--scenario all` runs: capacity (20,000 sockets, minutes) and churn (a ramp to
+/// saturation) are heavy and TCP-only; name them.
+const ALL: [&str; 4] = ["throughput", "latency", "memory", "startup"];
 
 fn command() -> Command {
     Command::new("dusk-relay-bench")
@@ -40,8 +55,9 @@ fn command() -> Command {
                 .value_name("LIST")
                 .default_value("throughput")
                 .help(
-                    "comma-separated: throughput (includes CPU per byte), latency, memory, \
-                     startup; or all",
+                    "comma-separated: throughput (includes CPU per byte and, with --circuits \
+                     above 1, fairness), latency, memory, startup, capacity, churn; or all \
+                     (the first four; capacity and churn run over TCP only)",
                 ),
         )
         .arg(
@@ -87,12 +103,53 @@ fn command() -> Command {
                 .help("how fast the slow reader of the memory scenario reads"),
         )
         .arg(
+            Arg::new("reservations")
+                .long("reservations")
+                .value_name("N")
+                .default_value("10000")
+                .help("reservations the capacity scenario holds"),
+        )
+        .arg(
+            Arg::new("idle-circuits")
+                .long("idle-circuits")
+                .value_name("N")
+                .default_value("1000")
+                .help("idle circuits the capacity scenario opens between reserved peers (at most half of --reservations)"),
+        )
+        .arg(
+            Arg::new("client-processes")
+                .long("client-processes")
+                .value_name("N")
+                .default_value("4")
+                .help("child processes the capacity scenario spreads its reservers over"),
+        )
+        .arg(
+            Arg::new("churn-rates")
+                .long("churn-rates")
+                .value_name("LIST")
+                .default_value("250,500,1000,2000,4000,8000")
+                .help("offered rates of the churn ramp, new connections + reservations per second, comma-separated"),
+        )
+        .arg(
+            Arg::new("churn-seconds")
+                .long("churn-seconds")
+                .value_name("N")
+                .default_value("5")
+                .help("seconds per step of the churn ramp (the half-rate run takes twice that)"),
+        )
+        .arg(
             Arg::new("json")
                 .long("json")
                 .action(ArgAction::SetTrue)
                 .help("print one JSON document on stdout instead of markdown"),
         )
         .arg(Arg::new("serve").long("serve").hide(true))
+        .arg(
+            Arg::new("relay")
+                .long("relay")
+                .value_parser(clap::value_parser!(libp2p::Multiaddr))
+                .hide(true),
+        )
         .arg(
             Arg::new("dir")
                 .long("dir")
@@ -104,13 +161,21 @@ fn command() -> Command {
 fn main() -> ExitCode {
     let matches = command().get_matches();
     if let Some(kind) = matches.get_one::<String>("serve") {
-        let result = matches
-            .get_one::<PathBuf>("dir")
-            .ok_or_else(|| anyhow!("--serve needs --dir"))
-            .and_then(|dir| {
-                let circuits = count(&matches, "circuits")?;
-                serve::run(kind, dir, circuits)
-            });
+        let result = if kind == "reservers" {
+            matches
+                .get_one::<libp2p::Multiaddr>("relay")
+                .ok_or_else(|| anyhow!("--serve reservers needs --relay"))
+                .and_then(|relay| reserver::serve(relay, count(&matches, "reservations")?))
+        } else {
+            matches
+                .get_one::<PathBuf>("dir")
+                .ok_or_else(|| anyhow!("--serve needs --dir"))
+                .and_then(|dir| {
+                    let circuits = count(&matches, "circuits")?;
+                    let reservations = count(&matches, "reservations")?;
+                    serve::run(kind, dir, circuits, reservations)
+                })
+        };
         return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -165,6 +230,8 @@ async fn run(scenarios: &[String], opts: &Opts, json: bool) -> anyhow::Result<()
             "latency" => scenarios::latency(&env, opts).await,
             "memory" => scenarios::memory(&env, opts).await,
             "startup" => scenarios::startup(&env, opts).await,
+            "capacity" => capacity::capacity(&env, opts).await,
+            "churn" => capacity::churn(&env, opts).await,
             other => unreachable!("scenario {other} passed validation"),
         }
         .with_context(|| format!("scenario {scenario}"))?;
@@ -201,7 +268,13 @@ fn parse(matches: &ArgMatches) -> anyhow::Result<(Vec<String>, Opts, bool)> {
     };
     let mut scenarios = list("scenario");
     if scenarios.iter().any(|s| s == "all") {
-        scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
+        let named: Vec<String> = scenarios.into_iter().filter(|s| s != "all").collect();
+        scenarios = ALL.iter().map(|s| s.to_string()).collect();
+        for s in named {
+            if !scenarios.contains(&s) {
+                scenarios.push(s);
+            }
+        }
     }
     for s in &scenarios {
         if !SCENARIOS.contains(&s.as_str()) {
@@ -247,6 +320,30 @@ fn parse(matches: &ArgMatches) -> anyhow::Result<(Vec<String>, Opts, bool)> {
         .ok()
         .filter(|v| v.is_finite() && *v > 0.0)
         .ok_or_else(|| anyhow!("--slow-read {slow_raw:?}: expected MiB/s above 0, e.g. 32"))?;
+    let churn_rates = list("churn-rates")
+        .iter()
+        .map(|r| {
+            r.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "--churn-rates {r:?}: expected rates per second above 0, e.g. 250,500,1000"
+                    )
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if churn_rates.is_empty() {
+        bail!("--churn-rates: name at least one rate");
+    }
+    let reservations = count(matches, "reservations")?;
+    let idle_circuits = count(matches, "idle-circuits")?;
+    if idle_circuits > reservations / 2 {
+        bail!(
+            "--idle-circuits {idle_circuits}: at most half of --reservations ({reservations}): \
+             each circuit joins two reserved peers"
+        );
+    }
     let opts = Opts {
         transports,
         bytes,
@@ -254,6 +351,11 @@ fn parse(matches: &ArgMatches) -> anyhow::Result<(Vec<String>, Opts, bool)> {
         circuits: count(matches, "circuits")?,
         pings: count(matches, "pings")?,
         slow_read_mib,
+        reservations,
+        idle_circuits,
+        client_processes: count(matches, "client-processes")?,
+        churn_rates,
+        churn_seconds: count(matches, "churn-seconds")?,
     };
     Ok((scenarios, opts, matches.get_flag("json")))
 }

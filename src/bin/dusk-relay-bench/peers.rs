@@ -390,7 +390,30 @@ impl BenchEnv {
             Via::Baseline => "baseline",
             Via::Direct => bail!("a direct pair has no relay"),
         };
-        RelayChild::spawn(kind, self.dir.path(), self.circuits)
+        RelayChild::spawn(kind, self.dir.path(), self.circuits, 0)
+    }
+
+    /// A relay child for the capacity and churn scenarios: the baseline's reservation
+    /// and circuit counts lifted to `reservations` and `circuits` and its rate limiters
+    /// cleared, so it can hold the same load as dusk-relay (whose config is the bench's
+    /// [`dusk_config`] either way).
+    pub fn spawn_relay_sized(
+        &self,
+        path: Via,
+        reservations: usize,
+        circuits: usize,
+    ) -> anyhow::Result<RelayChild> {
+        let kind = match path {
+            Via::Dusk => "dusk",
+            Via::Baseline => "baseline",
+            Via::Direct => bail!("a direct pair has no relay"),
+        };
+        RelayChild::spawn(
+            kind,
+            self.dir.path(),
+            circuits.max(self.circuits),
+            reservations,
+        )
     }
 }
 
@@ -418,8 +441,10 @@ impl Drop for ScratchDir {
 
 /// The relay config of the bench (as tests/support's `test_config`): loopback, every
 /// listener on an OS-assigned port, files in `dir`. Every client of the bench shares
-/// 127.0.0.1 and the bench measures how fast the relay can go, so the per-IP ceilings
-/// and the bandwidth caps are lifted (the code paths that enforce them still run).
+/// 127.0.0.1 and the bench measures how fast the relay can go, so the per-IP ceilings,
+/// the per-IP reservation and circuit rate limits and the bandwidth caps are lifted
+/// (the code paths that enforce them still run; the per-peer rates stay, and every
+/// bench peer reserves once).
 pub fn dusk_config(dir: &Path) -> dusk_relay::Config {
     use std::net::{IpAddr, Ipv4Addr};
     let defaults = dusk_relay::Config::default();
@@ -434,6 +459,8 @@ pub fn dusk_config(dir: &Path) -> dusk_relay::Config {
             max_reservations_per_ipv6_64: 0,
             max_circuits_per_ip: 0,
             max_circuits_per_ipv6_64: 0,
+            reservation_rate_per_ip: 0,
+            circuit_rate_per_ip: 0,
             ..defaults.relay.clone()
         },
         bandwidth: dusk_relay::config::BandwidthLimits::unlimited(),
@@ -474,7 +501,13 @@ pub struct RelayChild {
 }
 
 impl RelayChild {
-    pub fn spawn(kind: &str, dir: &Path, circuits: usize) -> anyhow::Result<RelayChild> {
+    /// `reservations` 0: the baseline's default reservation count (or twice `circuits`).
+    pub fn spawn(
+        kind: &str,
+        dir: &Path,
+        circuits: usize,
+        reservations: usize,
+    ) -> anyhow::Result<RelayChild> {
         let exe = std::env::current_exe().context("cannot find the bench binary")?;
         let start = Instant::now();
         let mut child = Command::new(exe)
@@ -483,6 +516,8 @@ impl RelayChild {
                 kind,
                 "--circuits",
                 &circuits.to_string(),
+                "--reservations",
+                &reservations.max(1).to_string(),
                 "--dir",
             ])
             .arg(dir)

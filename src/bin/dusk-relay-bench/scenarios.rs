@@ -1,6 +1,8 @@
 //! The scenarios. Each measures dusk-relay, the baseline relay and (where it applies) a
 //! direct connection side by side in one run, and returns a markdown table and JSON.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context};
@@ -21,9 +23,14 @@ pub struct Opts {
     pub circuits: usize,
     pub pings: usize,
     pub slow_read_mib: f64,
+    pub reservations: usize,
+    pub idle_circuits: usize,
+    pub client_processes: usize,
+    pub churn_rates: Vec<f64>,
+    pub churn_seconds: usize,
 }
 
-fn progress(scenario: &str, msg: impl std::fmt::Display) {
+pub fn progress(scenario: &str, msg: impl std::fmt::Display) {
     eprintln!("[{scenario}] {msg}");
 }
 
@@ -32,8 +39,13 @@ fn transfer_limit(bytes: u64) -> Duration {
     Duration::from_secs(60 + bytes / (1024 * 1024))
 }
 
-/// Sends `len` bytes and, at the same time, reads until EOF and checks `len` arrived.
-async fn send_and_receive(stream: libp2p::Stream, len: u64) -> anyhow::Result<()> {
+/// Sends `len` bytes and, at the same time, reads until EOF and checks `len` arrived;
+/// adds what arrives to `received` as it arrives.
+async fn send_and_receive(
+    stream: libp2p::Stream,
+    len: u64,
+    received: &AtomicU64,
+) -> anyhow::Result<()> {
     let (mut reader, mut writer) = stream.split();
     let send = async move {
         let block: Vec<u8> = (0..CHUNK).map(|i| (i * 7 + 13) as u8).collect();
@@ -55,6 +67,7 @@ async fn send_and_receive(stream: libp2p::Stream, len: u64) -> anyhow::Result<()
                 break;
             }
             got += n as u64;
+            received.fetch_add(n as u64, Ordering::Relaxed);
         }
         ensure!(got == len, "received {got} bytes, expected {len}");
         anyhow::Ok(())
@@ -63,23 +76,61 @@ async fn send_and_receive(stream: libp2p::Stream, len: u64) -> anyhow::Result<()
     Ok(())
 }
 
-/// Every pair moves `len` bytes each way at once; returns the wall time.
-async fn exchange(pairs: &mut [Pair], len: u64) -> anyhow::Result<Vec<Duration>> {
+/// What one exchange measured, per pair.
+struct Exchanged {
+    /// Each pair's time to move its bytes both ways.
+    times: Vec<Duration>,
+    /// When the first pair finished, and the bytes each pair had received by then
+    /// (both ends): the window in which every pair was competing.
+    first_done: (Duration, Vec<u64>),
+}
+
+impl Exchanged {
+    /// Per-pair throughput while all pairs were moving data: min ÷ max (1.00 = equal
+    /// shares), and the slowest and fastest pair's MiB/s each way.
+    fn fairness(&self) -> (f64, f64, f64) {
+        let (at, bytes) = &self.first_done;
+        let min = bytes.iter().copied().min().unwrap_or(0) as f64;
+        let max = bytes.iter().copied().max().unwrap_or(0) as f64;
+        let each_way = |b: f64| b / 2.0 / MIB / at.as_secs_f64();
+        (ratio(min, max), each_way(min), each_way(max))
+    }
+}
+
+/// Every pair moves `len` bytes each way at once.
+async fn exchange(pairs: &mut [Pair], len: u64) -> anyhow::Result<Exchanged> {
     let mut streams = Vec::new();
     for pair in pairs.iter_mut() {
         streams.push(pair.stream().await?);
     }
+    let received: Vec<AtomicU64> = streams.iter().map(|_| AtomicU64::new(0)).collect();
+    let first_done = OnceLock::new();
     let start = Instant::now();
-    let transfers = streams.into_iter().map(|(a, b)| async move {
-        futures::try_join!(send_and_receive(a, len), send_and_receive(b, len))?;
-        anyhow::Ok(start.elapsed())
+    let transfers = streams.into_iter().enumerate().map(|(i, (a, b))| {
+        let (received, first_done) = (&received, &first_done);
+        async move {
+            futures::try_join!(
+                send_and_receive(a, len, &received[i]),
+                send_and_receive(b, len, &received[i])
+            )?;
+            let done = start.elapsed();
+            first_done.get_or_init(|| {
+                let bytes = received.iter().map(|r| r.load(Ordering::Relaxed));
+                (done, bytes.collect::<Vec<_>>())
+            });
+            anyhow::Ok(done)
+        }
     });
-    within(
+    let times = within(
         transfer_limit(len),
         "the transfer",
         futures::future::try_join_all(transfers),
     )
-    .await?
+    .await??;
+    let first_done = first_done
+        .into_inner()
+        .ok_or_else(|| anyhow!("no pair to exchange bytes"))?;
+    Ok(Exchanged { times, first_done })
 }
 
 async fn pairs(
@@ -140,6 +191,8 @@ pub async fn throughput(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, 
         let mut rates = vec![Vec::new(); VIAS.len()];
         let mut cpus = vec![Vec::new(); VIAS.len()];
         let mut fairness = vec![Vec::new(); VIAS.len()];
+        // [via] -> (min ÷ max, slowest, fastest pair's MiB/s each way) per repeat
+        let mut shares = vec![Vec::new(); VIAS.len()];
         let mut endpoint_cpus = vec![Vec::new(); VIAS.len()];
         for repeat in 0..opts.repeats {
             // Rotate the order so no path always runs first (or last) in a repeat.
@@ -151,7 +204,9 @@ pub async fn throughput(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, 
                 let pid = relay_pid.clone().unwrap_or_else(|| own_pid.clone());
                 let cpu_before = cpu_seconds(&pid)?;
                 let endpoints_before = cpu_seconds(&own_pid)?;
-                let times = exchange(p, opts.bytes).await?;
+                let exchanged = exchange(p, opts.bytes).await?;
+                shares[i].push(exchanged.fairness());
+                let times = exchanged.times;
                 let cpu = cpu_seconds(&pid)? - cpu_before;
                 let endpoints = cpu_seconds(&own_pid)? - endpoints_before;
                 endpoint_cpus[i].push(endpoints / (moved / GIB));
@@ -209,12 +264,41 @@ pub async fn throughput(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, 
             "samples_mib_per_s": {"direct": rates[0], "dusk": rates[1], "baseline": rates[2]},
         });
         if opts.circuits > 1 {
+            let share = |i: usize, k: usize| {
+                let v: Vec<f64> = shares[i]
+                    .iter()
+                    .map(|s: &(f64, f64, f64)| [s.0, s.1, s.2][k])
+                    .collect();
+                median(&v)
+            };
+            let (fair_dusk, fair_base, fair_direct) = (share(1, 0), share(2, 0), share(0, 0));
             fairness_rows.push(vec![
                 t.to_string(),
-                format!("{:.2}", m(&fairness[1])),
-                format!("{:.2}", m(&fairness[2])),
-                format!("{:.2}", m(&fairness[0])),
+                format!("{dusk_r:.1} / {base_r:.1} / {direct:.1}"),
+                format!(
+                    "{fair_dusk:.2} ({})",
+                    if fair_dusk >= 0.5 { "met" } else { "missed" }
+                ),
+                format!("{fair_base:.2}"),
+                format!("{fair_direct:.2}"),
+                format!("{:.2} – {:.2}", share(1, 1), share(1, 2)),
+                format!("{:.2} – {:.2}", share(2, 1), share(2, 2)),
+                format!(
+                    "{:.2} / {:.2} / {:.2}",
+                    m(&fairness[1]),
+                    m(&fairness[2]),
+                    m(&fairness[0])
+                ),
             ]);
+            entry["aggregate_mib_per_s"] =
+                json!({"dusk": dusk_r, "baseline": base_r, "direct": direct});
+            entry["fairness_min_over_max"] =
+                json!({"dusk": fair_dusk, "baseline": fair_base, "direct": fair_direct});
+            entry["per_circuit_mib_per_s"] = json!({
+                "dusk": {"min": share(1, 1), "max": share(1, 2)},
+                "baseline": {"min": share(2, 1), "max": share(2, 2)},
+                "direct": {"min": share(0, 1), "max": share(0, 2)},
+            });
             entry["fairness_fastest_over_slowest"] = json!({
                 "direct": m(&fairness[0]), "dusk": m(&fairness[1]), "baseline": m(&fairness[2]),
             });
@@ -259,11 +343,26 @@ pub async fn throughput(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, 
     .rows(cpu_rows)
     .render();
     if !fairness_rows.is_empty() {
-        md += "\nFairness: the first circuit to finish its transfer over the last one's \
-               time (1.00 = all finished together), median of the repeats\n\n";
-        md += &Table::new(&["transport", "dusk-relay", "baseline", "direct"])
-            .rows(fairness_rows)
-            .render();
+        md += &format!(
+            "\nFairness: {} circuits (pairs) at once; per-circuit throughput while all were \
+             still moving data (what each had received when the first finished), slowest ÷ \
+             fastest (1.00 = equal shares), and its range in MiB/s each way; the first \
+             circuit done ÷ the last one's time; aggregate MiB/s each way; medians of the \
+             repeats\n\n",
+            opts.circuits
+        );
+        md += &Table::new(&[
+            "transport",
+            "aggregate MiB/s: dusk-relay / baseline / direct",
+            "dusk-relay min ÷ max (goal ≥ 0.5)",
+            "baseline min ÷ max",
+            "direct min ÷ max",
+            "dusk-relay per circuit (MiB/s)",
+            "baseline per circuit (MiB/s)",
+            "first done ÷ last done: dusk-relay / baseline / direct",
+        ])
+        .rows(fairness_rows)
+        .render();
     }
     let value = json!({
         "bytes_each_way": opts.bytes,

@@ -21,7 +21,7 @@ const ALL: [Transport; 4] = [
     Transport::Wss,
 ];
 
-pub fn run(kind: &str, dir: &Path, circuits: usize) -> anyhow::Result<()> {
+pub fn run(kind: &str, dir: &Path, circuits: usize, reservations: usize) -> anyhow::Result<()> {
     // Exit when the bench goes away, however it goes.
     std::thread::spawn(|| {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
@@ -33,7 +33,7 @@ pub fn run(kind: &str, dir: &Path, circuits: usize) -> anyhow::Result<()> {
         .context("cannot start the tokio runtime")?;
     match kind {
         "dusk" => runtime.block_on(dusk(dir)),
-        "baseline" => runtime.block_on(baseline(dir, circuits)),
+        "baseline" => runtime.block_on(baseline(dir, circuits, reservations)),
         other => Err(anyhow!("unknown relay kind {other:?} (dusk or baseline)")),
     }
 }
@@ -66,9 +66,14 @@ struct BaselineBehaviour {
 
 /// libp2p's stock relay with its default config, except no circuit duration or byte
 /// limit (dusk's relayed connection is the chat path) and room for `circuits`
-/// circuits; on dusk's transports (`dusk_relay::transport::build`), so only the
+/// circuits and `reservations` reservations (with the rate limiters cleared when either
+/// is lifted); on dusk's transports (`dusk_relay::transport::build`), so only the
 /// behaviour differs.
-async fn baseline(dir: &Path, circuits: usize) -> anyhow::Result<()> {
+async fn baseline(dir: &Path, circuits: usize, reservations: usize) -> anyhow::Result<()> {
+    // Connections are descriptors: take what the hard limit allows, as dusk-relay does.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("baseline relay child: cannot raise the open-file limit: {e}");
+    }
     let (_, server_config) = load_tls(dir)?;
     let keypair = libp2p::identity::Keypair::generate_ed25519();
     let peer_id = keypair.public().to_peer_id();
@@ -77,10 +82,12 @@ async fn baseline(dir: &Path, circuits: usize) -> anyhow::Result<()> {
         max_circuit_bytes: 0,
         ..relay::Config::default()
     };
-    config.max_reservations = config.max_reservations.max(2 * circuits);
+    let default_reservations = config.max_reservations;
+    config.max_reservations = config.max_reservations.max(2 * circuits).max(reservations);
     config.max_circuits = config.max_circuits.max(circuits);
-    if circuits > 1 {
-        // Many circuits from one loopback IP would trip the per-IP token buckets.
+    if circuits > 1 || reservations > default_reservations {
+        // Many circuits or reservations from one loopback IP would trip the per-IP
+        // token buckets.
         config.reservation_rate_limiters.clear();
         config.circuit_src_rate_limiters.clear();
     }
