@@ -17,7 +17,7 @@ use futures::future::join_all;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::swarm::SwarmEvent;
 use support::hop::{self, OK, PERMISSION_DENIED, RESOURCE_LIMIT_EXCEEDED};
-use support::process::{relay_command, RelayProcess};
+use support::process::{relay_command, relay_command_under, RelayProcess};
 use support::*;
 
 const OTHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -144,12 +144,7 @@ async fn connection_flood_above_the_per_ip_cap_is_refused_memory_stays_under_the
         binary_addr(&relay, Transport::Tcp),
         binary_addr(&relay, Transport::Quic),
     );
-    let metrics: std::net::SocketAddr = relay
-        .seen
-        .iter()
-        .find_map(|l| l.split_once("metrics and health endpoint: http://"))
-        .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
-        .expect("metrics address");
+    let metrics = binary_metrics_addr(&relay);
     let pid = relay.child.id().expect("running");
     let rss_before = peak_rss(pid);
 
@@ -398,6 +393,16 @@ async fn a_replaced_access_list_closes_the_connections_it_denies() {
     b.reserve(&tcp).await;
 }
 
+/// The binary's metrics endpoint, from its start-up lines.
+fn binary_metrics_addr(relay: &RelayProcess) -> std::net::SocketAddr {
+    relay
+        .seen
+        .iter()
+        .find_map(|l| l.split_once("metrics and health endpoint: http://"))
+        .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in {:?}", relay.seen))
+}
+
 /// The binary's listen address for `transport`, from its start-up lines.
 fn binary_addr(relay: &RelayProcess, transport: Transport) -> libp2p::Multiaddr {
     relay
@@ -479,4 +484,49 @@ async fn circuits_over_the_per_ip_cap_are_refused_while_another_ip_still_opens_o
     c.connect(&quic).await;
     c.dial_through(&quic, a.peer_id).await;
     b.connect(&tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_open_file_budget_are_refused_and_quic_still_connects() {
+    // 80 % of 200 descriptors, less 64 for the relay's own: 96 TCP connections.
+    const BUDGET: usize = 96;
+    const FLOOD: usize = 130;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = relay_command_under(dir.path(), &["prlimit", "--nofile=200:200"]);
+    command
+        .env("DUSK_RELAY_MAX_CONNECTIONS_PER_IP", "0")
+        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
+        .env("DUSK_RELAY_WS_PORT", "off")
+        .env("DUSK_RELAY_WSS_PORT", "off");
+    let mut relay = RelayProcess::spawn(command);
+    relay
+        .line_containing(&format!(
+            "open-file limit: 200; connections holding a descriptor are refused above {BUDGET}"
+        ))
+        .await;
+    relay.line_containing("dusk relay ready").await;
+    let (tcp, quic) = (
+        binary_addr(&relay, Transport::Tcp),
+        binary_addr(&relay, Transport::Quic),
+    );
+    let metrics = binary_metrics_addr(&relay);
+
+    let flooders = flood(FLOOD, 50, &tcp, |_| Box::pin(async {})).await;
+    let connected = flooders.iter().filter(|(_, o)| o.is_ok()).count();
+    assert_eq!(
+        connected, BUDGET,
+        "TCP connections within the descriptor budget"
+    );
+    let refused = metric_sum(
+        &scrape(metrics).await,
+        "dusk_relay_connections_refused_total",
+        &[("reason", "file_descriptors")],
+    );
+    assert_eq!(refused, (FLOOD - BUDGET) as f64);
+    // QUIC connections share the listener's socket: they cost no descriptor.
+    let mut quic_client = Client::new(None).await;
+    quic_client.reserve(&quic).await;
+    drop(flooders);
+    relay.signal(libc::SIGTERM);
+    assert!(relay.exit_status().await.success());
 }
