@@ -36,6 +36,13 @@ const CIRCUIT_PROTOCOL_PREFIX: &[u8] = b"/libp2p/circuit/relay/0.2.0/";
 /// shown a circuit protocol id by then is something else.
 const SNIFF_LIMIT: usize = 128;
 
+/// Writes on a circuit stream are gathered up to this before they go to the muxer.
+/// libp2p-relay copies a circuit through an 8 KiB `BufReader`, so each write it makes is
+/// at most 8 KiB; yamux turns every write into a frame and a wake-up of the connection
+/// task. Gathering them (flushed whenever the copy finds its source empty, as it always
+/// flushes then) halves the frames at yamux's 16 KiB split size.
+const CIRCUIT_WRITE_BUFFER: usize = 64 * 1024;
+
 /// What a circuit stream needs from the relay.
 #[derive(Clone)]
 pub struct CircuitServices {
@@ -122,6 +129,9 @@ struct CountingStream {
     inner: SubstreamBox,
     kind: Kind,
     connection: Arc<Connection>,
+    /// Circuit writes not yet given to the muxer, from `unwritten` on.
+    pending: Vec<u8>,
+    unwritten: usize,
 }
 
 impl CountingStream {
@@ -130,7 +140,24 @@ impl CountingStream {
             inner,
             kind: Kind::Unknown(Vec::new()),
             connection,
+            pending: Vec::new(),
+            unwritten: 0,
         }
+    }
+
+    /// Gives every gathered byte to the muxer.
+    fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.unwritten < self.pending.len() {
+            let n =
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.unwritten..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.unwritten += n;
+        }
+        self.pending.clear();
+        self.unwritten = 0;
+        Poll::Ready(Ok(()))
     }
 
     fn count(&mut self, read: &[u8]) {
@@ -196,22 +223,27 @@ impl AsyncWrite for CountingStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        if !matches!(this.kind, Kind::Circuit { .. }) && this.pending.is_empty() {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        if this.pending.len() + buf.len() > CIRCUIT_WRITE_BUFFER {
+            ready!(this.poll_write_pending(cx))?;
+        }
+        if buf.len() >= CIRCUIT_WRITE_BUFFER {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        this.pending.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_pending(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_pending(cx))?;
         Pin::new(&mut self.inner).poll_close(cx)
     }
 }
