@@ -105,11 +105,6 @@ impl IpCaps {
         }
     }
 
-    /// Peers counted as holding a reservation.
-    pub fn reservation_holders(&self) -> usize {
-        lock(&self.reservations).holders.len()
-    }
-
     /// The relay's circuit limiter: the request's own HOP stream is already counted.
     pub fn admit_circuit(&self, addr: &Multiaddr) -> bool {
         let Some(ip) = ip_of(addr) else {
@@ -129,11 +124,6 @@ impl IpCaps {
             legs: self.circuit_legs.clone(),
             ip,
         }
-    }
-
-    /// Circuit streams counted, all IPs.
-    pub fn circuit_legs_at(&self, ip: IpAddr) -> usize {
-        lock(&self.circuit_legs).at_ip(ip)
     }
 }
 

@@ -79,11 +79,6 @@ impl SourceLimits {
         self.tally.ips()
     }
 
-    /// Connections counted (pending or established).
-    pub fn connections(&self) -> usize {
-        self.connections.len()
-    }
-
     fn release(&mut self, connection: ConnectionId) {
         if let Some(tracked) = self.connections.remove(&connection) {
             self.tally.remove(tracked.ip);

@@ -743,22 +743,3 @@ pub fn metric_sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str
         })
         .sum()
 }
-
-/// Scrapes every 20 ms until `done` holds: polling, for counts the relay updates on its
-/// own event loop with no event to subscribe to (connections closing, a flood ending).
-pub async fn scrape_until(
-    addr: std::net::SocketAddr,
-    what: &str,
-    mut done: impl FnMut(&prometheus_parse::Scrape) -> bool,
-) -> prometheus_parse::Scrape {
-    within(EVENT_TIMEOUT, what, async {
-        loop {
-            let scrape = scrape(addr).await;
-            if done(&scrape) {
-                return scrape;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-}
