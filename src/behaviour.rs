@@ -14,6 +14,7 @@ use libp2p::{connection_limits, identify, memory_connection_limits, ping, relay}
 
 use crate::access::AccessControl;
 use crate::access_gate::AccessGate;
+use crate::boxed_handler::Boxed;
 use crate::config::Config;
 use crate::defaults;
 use crate::ip_caps::IpCaps;
@@ -36,6 +37,10 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
 }
+
+/// The relay's swarm: [`Behaviour`] with its connection handlers boxed, which halves
+/// what an idle connection costs (see `boxed_handler.rs`).
+pub type RelaySwarm = libp2p::Swarm<Boxed<Behaviour>>;
 
 /// What the behaviour shares with the rest of the relay.
 pub struct Shared {

@@ -10,13 +10,12 @@ use std::time::Instant;
 use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{
     connection_limits, memory_connection_limits, multiaddr::Protocol, relay, Multiaddr, PeerId,
-    Swarm,
 };
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
 use crate::access_gate::GateEvent;
-use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::behaviour::{BehaviourEvent, RelaySwarm};
 use crate::ip_caps::IpCaps;
 use crate::log_throttle::{folded_suffix, LogThrottle};
 use crate::metrics::Metrics;
@@ -157,7 +156,7 @@ impl EventHandler {
         }
     }
 
-    pub fn handle(&mut self, swarm: &mut Swarm<Behaviour>, event: SwarmEvent<BehaviourEvent>) {
+    pub fn handle(&mut self, swarm: &mut RelaySwarm, event: SwarmEvent<BehaviourEvent>) {
         self.metrics.record_swarm(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -262,7 +261,7 @@ impl EventHandler {
         }
     }
 
-    fn count_sources(&self, swarm: &Swarm<Behaviour>) {
+    fn count_sources(&self, swarm: &RelaySwarm) {
         self.metrics
             .set_source_ips(swarm.behaviour().source_limits.source_ips());
     }
@@ -318,7 +317,7 @@ impl EventHandler {
         None
     }
 
-    fn on_relay(&mut self, swarm: &Swarm<Behaviour>, event: relay::Event) {
+    fn on_relay(&mut self, swarm: &RelaySwarm, event: relay::Event) {
         self.metrics.record_relay(&event);
         match event {
             relay::Event::ReservationReqAccepted {
@@ -429,7 +428,7 @@ impl EventHandler {
     /// open count (and the drain waiting on it) would run ahead of the real circuits.
     fn is_duplicate_close(
         &mut self,
-        swarm: &Swarm<Behaviour>,
+        swarm: &RelaySwarm,
         src: PeerId,
         dst: PeerId,
         error: Option<&std::io::Error>,

@@ -9,6 +9,7 @@ pub mod access;
 pub mod access_gate;
 pub mod bandwidth;
 pub mod behaviour;
+pub mod boxed_handler;
 pub mod cert_reload;
 pub mod circuit_streams;
 pub mod cli;

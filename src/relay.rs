@@ -13,14 +13,15 @@ use futures::{Stream, StreamExt};
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, TransportError};
+use libp2p::{Multiaddr, PeerId, TransportError};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{broadcast, oneshot};
 use tracing::{info, warn};
 
 use crate::access::{AccessControl, AccessList};
 use crate::bandwidth::Bandwidth;
-use crate::behaviour::{Behaviour, Shared};
+use crate::behaviour::{Behaviour, RelaySwarm, Shared};
+use crate::boxed_handler::Boxed;
 use crate::cert_reload::{CertificateReloader, Reloaded, ServedCertificate, WatchGuard};
 use crate::circuit_streams::{self, CircuitServices};
 use crate::config::{Config, RendezvousStore};
@@ -100,7 +101,7 @@ impl Listener {
 
 /// A relay whose listeners are all up, ready to [`run`](Relay::run).
 pub struct Relay {
-    swarm: Swarm<Behaviour>,
+    swarm: RelaySwarm,
     events: EventHandler,
     listen_addrs: Vec<Multiaddr>,
     observers: broadcast::Sender<RelayEvent>,
@@ -213,7 +214,7 @@ impl Relay {
             .with_other_transport(|_| transport)
             .map_err(|e| RelayError::Transport(e.to_string()))?
             .with_bandwidth_metrics(&mut registry)
-            .with_behaviour(|_| behaviour)
+            .with_behaviour(|_| Boxed(behaviour))
             .map_err(|e| RelayError::Transport(e.to_string()))?
             .with_swarm_config(|c| {
                 c.with_idle_connection_timeout(idle_timeout)

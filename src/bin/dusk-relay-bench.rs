@@ -49,6 +49,11 @@ fn command() -> Command {
             "Load generator for dusk-relay: every figure next to a baseline libp2p relay's \
              and a direct connection's, measured side by side in one run",
         )
+        .after_help(
+            "Profiling: DUSK_BENCH_RELAY_WRAPPER=<command line> runs each relay child under \
+             it, e.g. a script doing `exec heaptrack -o /tmp/relay.$$ \"$@\"` (one output per \
+             relay); the relay CPU and memory figures of such a run are the wrapper's.",
+        )
         .arg(
             Arg::new("scenario")
                 .long("scenario")

@@ -500,6 +500,23 @@ pub struct RelayChild {
     pub startup: Duration,
 }
 
+/// The relay child's command line: the bench binary itself, or run under the profiler
+/// named by `DUSK_BENCH_RELAY_WRAPPER` (e.g. `heaptrack -o /tmp/relay`), split at
+/// whitespace. Under a wrapper the pid the bench reads is the wrapper's, so its CPU and
+/// memory columns are not the relay's: a profiling run, not a measuring one.
+fn relay_command(exe: std::path::PathBuf) -> Command {
+    let wrapper = std::env::var("DUSK_BENCH_RELAY_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    }
+}
+
 impl RelayChild {
     /// `reservations` 0: the baseline's default reservation count (or twice `circuits`).
     pub fn spawn(
@@ -510,7 +527,7 @@ impl RelayChild {
     ) -> anyhow::Result<RelayChild> {
         let exe = std::env::current_exe().context("cannot find the bench binary")?;
         let start = Instant::now();
-        let mut child = Command::new(exe)
+        let mut child = relay_command(exe)
             .args([
                 "--serve",
                 kind,
@@ -560,7 +577,12 @@ impl RelayChild {
 
 impl Drop for RelayChild {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // Under a profiler, let the relay exit by itself (it does when its stdin
+        // closes) so the profiler can write its data; otherwise no need to wait.
+        if std::env::var_os("DUSK_BENCH_RELAY_WRAPPER").is_none() {
+            let _ = self.child.kill();
+        }
+        drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
 }
