@@ -31,6 +31,7 @@ pub mod source;
 pub mod source_limits;
 pub mod tls;
 pub mod transport;
+pub mod udp_buffer;
 pub mod wss;
 
 pub use config::Config;

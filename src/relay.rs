@@ -34,7 +34,7 @@ use crate::rendezvous::redis::{self, RedisStore};
 use crate::rendezvous::{MemoryStore, Store, StoreError};
 use crate::tls::{self, TlsError};
 use crate::transport::WssTls;
-use crate::{defaults, fd_limit, transport};
+use crate::{defaults, fd_limit, transport, udp_buffer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -196,6 +196,7 @@ impl Relay {
             },
         );
         let draining = Arc::new(AtomicBool::new(false));
+        udp_buffer::log_at_start();
         let behaviour = Behaviour::with_shared(
             &keypair,
             &config,

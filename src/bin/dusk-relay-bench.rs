@@ -52,7 +52,9 @@ fn command() -> Command {
         .after_help(
             "Profiling: DUSK_BENCH_RELAY_WRAPPER=<command line> runs each relay child under \
              it, e.g. a script doing `exec heaptrack -o /tmp/relay.$$ \"$@\"` (one output per \
-             relay); the relay CPU and memory figures of such a run are the wrapper's.",
+             relay); the relay CPU and memory figures of such a run are the wrapper's. \
+             Logs: RUST_LOG (e.g. info, or warn,libp2p_swarm=debug) logs the clients and both \
+             relay children to stderr.",
         )
         .arg(
             Arg::new("scenario")
@@ -164,6 +166,14 @@ fn command() -> Command {
 }
 
 fn main() -> ExitCode {
+    // Quiet unless asked: `RUST_LOG=info dusk-relay-bench …` logs the clients and the
+    // relay children (they inherit the environment) to stderr.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let matches = command().get_matches();
     if let Some(kind) = matches.get_one::<String>("serve") {
         let result = if kind == "reservers" {

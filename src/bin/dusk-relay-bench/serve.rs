@@ -27,13 +27,6 @@ pub fn run(kind: &str, dir: &Path, circuits: usize, reservations: usize) -> anyh
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         std::process::exit(0);
     });
-    // Quiet unless asked: `RUST_LOG=info dusk-relay-bench …` shows the relays' logs.
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
