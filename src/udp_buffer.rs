@@ -18,37 +18,27 @@ const RMEM_DEFAULT: &str = "/proc/sys/net/core/rmem_default";
 /// Logs the default UDP receive buffer once at start: a warning below
 /// [`RECOMMENDED_BYTES`], nothing where it cannot be read (not Linux).
 pub fn log_at_start() {
-    let Ok(text) = std::fs::read_to_string(RMEM_DEFAULT) else {
+    let Some(bytes) = std::fs::read_to_string(RMEM_DEFAULT)
+        .ok()
+        .and_then(|text| parse_bytes(&text))
+    else {
         return;
     };
-    match advice(&text) {
-        Some(Advice::TooSmall(bytes)) => warn!(
+    if bytes < RECOMMENDED_BYTES {
+        warn!(
             "QUIC: the kernel's default UDP receive buffer is {} KiB (net.core.rmem_default); \
              under load it drops QUIC packets and circuits over QUIC slow down or time out: \
-             set it to at least {} on the host (deploy/99-dusk-relay.conf, deploy/README.md)",
-            bytes / 1024,
-            RECOMMENDED_BYTES
-        ),
-        Some(Advice::Enough(bytes)) => {
-            info!("QUIC: default UDP receive buffer {} KiB", bytes / 1024)
-        }
-        None => {}
+             set it to at least {RECOMMENDED_BYTES} on the host (deploy/99-dusk-relay.conf, \
+             deploy/README.md)",
+            bytes / 1024
+        );
+    } else {
+        info!("QUIC: default UDP receive buffer {} KiB", bytes / 1024);
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Advice {
-    TooSmall(u64),
-    Enough(u64),
-}
-
-fn advice(rmem_default: &str) -> Option<Advice> {
-    let bytes: u64 = rmem_default.trim().parse().ok()?;
-    Some(if bytes < RECOMMENDED_BYTES {
-        Advice::TooSmall(bytes)
-    } else {
-        Advice::Enough(bytes)
-    })
+fn parse_bytes(sysctl_value: &str) -> Option<u64> {
+    sysctl_value.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -56,9 +46,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stock_linux_default_is_too_small_and_the_recommended_value_is_enough() {
-        assert_eq!(advice("212992\n"), Some(Advice::TooSmall(212_992)));
-        assert_eq!(advice("4194304\n"), Some(Advice::Enough(4_194_304)));
-        assert_eq!(advice("garbage"), None);
+    fn reads_the_sysctl_value_and_nothing_else() {
+        assert_eq!(parse_bytes("212992\n"), Some(212_992));
+        assert_eq!(parse_bytes("4194304\n"), Some(RECOMMENDED_BYTES));
+        assert_eq!(parse_bytes("garbage"), None);
     }
 }
