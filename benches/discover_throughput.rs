@@ -53,6 +53,8 @@ async fn fill(store: &dyn Store) {
                 Caps {
                     per_peer: 10,
                     total: 100_000,
+                    per_peer_bytes: usize::MAX,
+                    total_bytes: usize::MAX,
                 },
             )
             .await

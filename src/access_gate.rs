@@ -291,11 +291,7 @@ async fn deny(mut stream: Stream) -> Option<Denied> {
     }
     let mut body = vec![0; len];
     stream.read_exact(&mut body).await.ok()?;
-    let what = match HopMessage::decode(body.as_slice()).ok()?.r#type {
-        Some(HOP_RESERVE) => Denied::Reservation,
-        Some(HOP_CONNECT) => Denied::Circuit,
-        _ => return None,
-    };
+    let what = requested(&body)?;
     let answer = HopMessage {
         r#type: Some(HOP_STATUS),
         status: Some(PERMISSION_DENIED),
@@ -304,6 +300,17 @@ async fn deny(mut stream: Stream) -> Option<Denied> {
     stream.write_all(&answer).await.ok()?;
     stream.close().await.ok()?;
     Some(what)
+}
+
+/// What a HOP request body (without its length prefix) asks for; `None` for anything
+/// that is not a well-formed RESERVE or CONNECT. Peer bytes: must never panic (fuzzed,
+/// `fuzz/fuzz_targets/hop_request.rs`).
+pub fn requested(body: &[u8]) -> Option<Denied> {
+    match HopMessage::decode(body).ok()?.r#type {
+        Some(HOP_RESERVE) => Some(Denied::Reservation),
+        Some(HOP_CONNECT) => Some(Denied::Circuit),
+        _ => None,
+    }
 }
 
 impl ConnectionHandler for DeniedHandler {

@@ -98,6 +98,7 @@ impl Behaviour {
         let rendezvous = rendezvous::Server::new(
             shared.store,
             rendezvous::Policy::from_limits(&config.rendezvous),
+            keypair.public().to_peer_id(),
             shared.draining.clone(),
             shared.access.clone(),
         );
@@ -107,11 +108,7 @@ impl Behaviour {
         );
 
         Behaviour {
-            source_limits: SourceLimits::new(
-                limits.max_per_ip,
-                limits.max_per_ipv6_64,
-                shared.descriptor_budget,
-            ),
+            source_limits: SourceLimits::new(limits, shared.descriptor_budget),
             connection_limits,
             memory_limits: memory_limits.into(),
             relay: AccessGate::new(relay, shared.access),

@@ -3,14 +3,18 @@
 //! libp2p's relay copies bytes between a circuit's two streams (the source's HOP stream
 //! and the destination's STOP stream) inside its own handler, with no byte counts and no
 //! rate limit. So the relay's connections are wrapped: every substream is watched until
-//! its first bytes read show which protocol multistream-select negotiated on it, and on
-//! circuit streams
+//! multistream-select has settled which protocol it carries, and on circuit streams
 //! - every byte read is counted (each forwarded byte is read exactly once: from the HOP
 //!   stream going one way, from the STOP stream going the other), so the count is the
 //!   relayed traffic plus the few hundred bytes of each circuit's and reservation's
 //!   handshake;
 //! - reads wait for the bandwidth buckets ([`crate::bandwidth`]);
 //! - the stream counts as a circuit leg at its connection's IP ([`crate::ip_caps`]).
+//!
+//! Which protocol a stream carries is read from what the RELAY writes on it, never from
+//! what the peer sends: a peer may propose anything, any number of times (padding, then
+//! "na", then HOP), but only the relay's echo of an accepted protocol (inbound) or its
+//! own proposal (outbound STOP) says what was negotiated ([`Negotiation`]).
 
 use std::io;
 use std::pin::Pin;
@@ -20,6 +24,7 @@ use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox, StreamMuxerEvent, SubstreamBox};
 use libp2p::core::transport::Boxed;
 use libp2p::multiaddr::Protocol;
+use libp2p::relay::{HOP_PROTOCOL_NAME, STOP_PROTOCOL_NAME};
 use libp2p::{Multiaddr, PeerId, Transport};
 use prometheus_client::metrics::counter::Counter;
 use std::net::IpAddr;
@@ -28,14 +33,6 @@ use std::sync::Arc;
 use crate::bandwidth::{Bandwidth, Throttle};
 use crate::ip_caps::{CircuitLeg, IpCaps};
 use crate::source::ip_of;
-
-/// The prefix shared by HOP and STOP protocol ids; it shows up in the first bytes read
-/// on both legs (the source proposes HOP; the destination echoes STOP).
-const CIRCUIT_PROTOCOL_PREFIX: &[u8] = b"/libp2p/circuit/relay/0.2.0/";
-
-/// multistream-select's header and the protocol id fit in this; a stream that has not
-/// shown a circuit protocol id by then is something else.
-const SNIFF_LIMIT: usize = 128;
 
 /// Writes on a circuit stream are gathered up to this before they go to the muxer.
 /// libp2p-relay copies a circuit through an 8 KiB `BufReader`, so each write it makes is
@@ -128,8 +125,12 @@ impl StreamMuxer for CountingMuxer {
 }
 
 enum Kind {
-    /// Still reading the negotiation: the first bytes read so far.
-    Unknown(Vec<u8>),
+    /// multistream-select is still running: what the relay wrote so far, parsed, and how
+    /// many bytes were read meanwhile (charged if the stream turns out a circuit).
+    Negotiating {
+        negotiation: Negotiation,
+        read: u64,
+    },
     Circuit {
         throttle: Option<Throttle>,
         _leg: Option<CircuitLeg>,
@@ -150,7 +151,10 @@ impl CountingStream {
     fn new(inner: SubstreamBox, connection: Arc<Connection>) -> Self {
         CountingStream {
             inner,
-            kind: Kind::Unknown(Vec::new()),
+            kind: Kind::Negotiating {
+                negotiation: Negotiation::default(),
+                read: 0,
+            },
             connection,
             pending: Vec::new(),
             unwritten: 0,
@@ -172,6 +176,7 @@ impl CountingStream {
         Poll::Ready(Ok(()))
     }
 
+    /// Bytes the peer sent, read by the relay.
     fn count(&mut self, read: &[u8]) {
         let services = &self.connection.services;
         match &mut self.kind {
@@ -181,31 +186,187 @@ impl CountingStream {
                     throttle.charge(read.len());
                 }
             }
+            Kind::Negotiating { read: before, .. } => *before += read.len() as u64,
             Kind::Other => {}
-            Kind::Unknown(seen) => {
-                let room = SNIFF_LIMIT.saturating_sub(seen.len());
-                seen.extend_from_slice(&read[..read.len().min(room)]);
-                if contains(seen, CIRCUIT_PROTOCOL_PREFIX) {
-                    services
-                        .relayed
-                        .inc_by((seen.len() + read.len().saturating_sub(room)) as u64);
-                    self.kind = Kind::Circuit {
-                        throttle: services.bandwidth.throttle(self.connection.peer),
-                        _leg: self
-                            .connection
-                            .ip
-                            .map(|ip| services.ip_caps.circuit_leg(ip)),
-                    };
-                } else if seen.len() >= SNIFF_LIMIT {
-                    self.kind = Kind::Other;
+        }
+    }
+
+    /// Bytes the relay wrote (taken by the muxer): while negotiating, they say which
+    /// protocol the stream carries.
+    fn wrote(&mut self, written: &[u8]) {
+        let Kind::Negotiating { negotiation, read } = &mut self.kind else {
+            return;
+        };
+        match negotiation.feed(written) {
+            Verdict::Undecided => {}
+            Verdict::Other => self.kind = Kind::Other,
+            Verdict::Circuit => {
+                let read = *read;
+                let services = &self.connection.services;
+                // The negotiation's bytes are the circuit's too: counted and paid for now.
+                services.relayed.inc_by(read);
+                let mut throttle = services.bandwidth.throttle(self.connection.peer);
+                if let Some(throttle) = &mut throttle {
+                    throttle.charge(usize::try_from(read).unwrap_or(usize::MAX));
                 }
+                self.kind = Kind::Circuit {
+                    throttle,
+                    _leg: self
+                        .connection
+                        .ip
+                        .map(|ip| services.ip_caps.circuit_leg(ip)),
+                };
             }
         }
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// What the relay's writes so far say about a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Undecided,
+    /// HOP (the relay echoed the peer's proposal) or STOP (the relay proposed it).
+    Circuit,
+    Other,
+}
+
+/// multistream-select's frames carry a length of at most two varint bytes (14 bits;
+/// libp2p's `length_delimited.rs`, `MAX_LEN_BYTES`).
+const MAX_LENGTH_BYTES: u8 = 2;
+
+/// What is kept of a message: enough for the longest id compared
+/// (`/libp2p/circuit/relay/0.2.0/stop\n`, 33 bytes). Longer messages are skipped over
+/// without being stored.
+const KEPT: usize = 40;
+
+const HEADER: &[u8] = b"/multistream/1.0.0\n";
+const NOT_AVAILABLE: &[u8] = b"na\n";
+
+/// A reader of the multistream-select messages the relay writes on one stream
+/// (`multistream-select` 0.14, `protocol.rs`): each is an unsigned-varint length and
+/// that many bytes. The listener writes the header, then "na" for every proposal it
+/// refuses, then the accepted protocol id; the dialer writes the header and its
+/// proposal. The first protocol id written that is not the header decides. An `ls`
+/// answer (a list, several newlines) is skipped. Never gives up: a peer can make the
+/// relay write any number of "na"; the state is a few bytes whatever it writes.
+#[derive(Debug)]
+pub(crate) struct Negotiation {
+    reading: Reading,
+}
+
+#[derive(Debug)]
+enum Reading {
+    /// The length prefix: value so far and bytes read of it.
+    Length {
+        value: usize,
+        bytes: u8,
+    },
+    /// A message body: bytes still to come, its whole length, its first [`KEPT`] bytes,
+    /// how many newlines it held and its last byte.
+    Body {
+        left: usize,
+        len: usize,
+        kept: [u8; KEPT],
+        newlines: usize,
+        last: u8,
+    },
+    Done(Verdict),
+}
+
+impl Default for Negotiation {
+    fn default() -> Self {
+        Negotiation {
+            reading: Reading::Length { value: 0, bytes: 0 },
+        }
+    }
+}
+
+impl Negotiation {
+    /// Reads `written`, the relay's next bytes on the stream.
+    pub(crate) fn feed(&mut self, mut written: &[u8]) -> Verdict {
+        while !written.is_empty() {
+            match &mut self.reading {
+                Reading::Done(verdict) => return *verdict,
+                Reading::Length { value, bytes } => {
+                    let byte = written[0];
+                    written = &written[1..];
+                    *value |= usize::from(byte & 0x7f) << (7 * *bytes);
+                    *bytes += 1;
+                    if byte & 0x80 == 0 {
+                        let len = *value;
+                        self.reading = match len {
+                            0 => Reading::Length { value: 0, bytes: 0 },
+                            _ => Reading::Body {
+                                left: len,
+                                len,
+                                kept: [0; KEPT],
+                                newlines: 0,
+                                last: 0,
+                            },
+                        };
+                    } else if *bytes == MAX_LENGTH_BYTES {
+                        // Not multistream-select: not a stream we meter.
+                        self.reading = Reading::Done(Verdict::Other);
+                    }
+                }
+                Reading::Body {
+                    left,
+                    len,
+                    kept,
+                    newlines,
+                    last,
+                } => {
+                    let take = (*left).min(written.len());
+                    let (chunk, rest) = written.split_at(take);
+                    written = rest;
+                    let offset = *len - *left;
+                    if offset < KEPT {
+                        let n = (KEPT - offset).min(chunk.len());
+                        kept[offset..offset + n].copy_from_slice(&chunk[..n]);
+                    }
+                    *newlines += chunk.iter().filter(|b| **b == b'\n').count();
+                    if let Some(byte) = chunk.last() {
+                        *last = *byte;
+                    }
+                    *left -= take;
+                    if *left == 0 {
+                        let verdict =
+                            message_verdict(&kept[..(*len).min(KEPT)], *len, *newlines, *last);
+                        self.reading = match verdict {
+                            Verdict::Undecided => Reading::Length { value: 0, bytes: 0 },
+                            decided => Reading::Done(decided),
+                        };
+                    }
+                }
+            }
+        }
+        match self.reading {
+            Reading::Done(verdict) => verdict,
+            _ => Verdict::Undecided,
+        }
+    }
+}
+
+/// One whole message: the header, "na", an `ls` answer or anything not a protocol id
+/// leaves the stream undecided; a protocol id decides it.
+fn message_verdict(kept: &[u8], len: usize, newlines: usize, last: u8) -> Verdict {
+    if kept == HEADER || kept == NOT_AVAILABLE {
+        return Verdict::Undecided;
+    }
+    // A protocol id: `/…\n`, one newline (an `ls` answer has one per id, and one more).
+    let protocol_id = kept.first() == Some(&b'/') && last == b'\n' && newlines == 1;
+    if !protocol_id {
+        return Verdict::Undecided;
+    }
+    let id = &kept[..kept.len() - 1];
+    let circuit = len <= KEPT
+        && (id == HOP_PROTOCOL_NAME.as_ref().as_bytes()
+            || id == STOP_PROTOCOL_NAME.as_ref().as_bytes());
+    if circuit {
+        Verdict::Circuit
+    } else {
+        Verdict::Other
+    }
 }
 
 impl AsyncRead for CountingStream {
@@ -238,7 +399,9 @@ impl AsyncWrite for CountingStream {
         let this = &mut *self;
         let gather = this.connection.gather_writes && matches!(this.kind, Kind::Circuit { .. });
         if !gather && this.pending.is_empty() {
-            return Pin::new(&mut this.inner).poll_write(cx, buf);
+            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+            this.wrote(&buf[..n]);
+            return Poll::Ready(Ok(n));
         }
         if this.pending.len() + buf.len() > CIRCUIT_WRITE_BUFFER {
             ready!(this.poll_write_pending(cx))?;
@@ -269,7 +432,95 @@ impl AsyncWrite for CountingStream {
 mod tests {
     use super::*;
 
-    fn counted(reads: &[&[u8]]) -> u64 {
+    /// One multistream-select message.
+    fn msg(text: &str) -> Vec<u8> {
+        let mut len = unsigned_varint::encode::usize_buffer();
+        let mut out = unsigned_varint::encode::usize(text.len(), &mut len).to_vec();
+        out.extend_from_slice(text.as_bytes());
+        out
+    }
+
+    fn hop() -> String {
+        format!("{HOP_PROTOCOL_NAME}\n")
+    }
+
+    fn stop() -> String {
+        format!("{STOP_PROTOCOL_NAME}\n")
+    }
+
+    /// What the relay's writes decide, fed in one piece and split at every byte.
+    fn verdict(written: &[u8]) -> Verdict {
+        let whole = Negotiation::default().feed(written);
+        for cut in 0..written.len() {
+            let mut split = Negotiation::default();
+            let first = split.feed(&written[..cut]);
+            let second = split.feed(&written[cut..]);
+            assert_eq!(
+                if first == Verdict::Undecided {
+                    second
+                } else {
+                    first
+                },
+                whole,
+                "split at {cut}"
+            );
+        }
+        whole
+    }
+
+    #[test]
+    fn the_relays_echo_or_proposal_of_hop_or_stop_makes_a_circuit() {
+        let header = msg("/multistream/1.0.0\n");
+        // Inbound HOP: header, then the echo of the accepted proposal.
+        assert_eq!(
+            verdict(&[header.clone(), msg(&hop())].concat()),
+            Verdict::Circuit
+        );
+        // Outbound STOP: header and proposal, data in the same write (V1Lazy).
+        let lazy = [header.clone(), msg(&stop()), vec![0x0a, 0x08, 0x00]].concat();
+        assert_eq!(verdict(&lazy), Verdict::Circuit);
+        // Anything else negotiated is not a circuit, whatever comes after it.
+        let ping = [header.clone(), msg("/ipfs/ping/1.0.0\n"), msg(&hop())].concat();
+        assert_eq!(verdict(&ping), Verdict::Other);
+        // Only the header so far: undecided.
+        assert_eq!(verdict(&header), Verdict::Undecided);
+    }
+
+    #[test]
+    fn refusals_and_ls_answers_never_decide_however_many() {
+        let mut written = msg("/multistream/1.0.0\n");
+        for _ in 0..10_000 {
+            written.extend(msg("na\n"));
+        }
+        // An `ls` answer listing HOP (ids with their own lengths, then a newline) is a
+        // list, not a negotiated protocol.
+        let mut ls = Vec::new();
+        for id in ["/ipfs/id/1.0.0\n".to_owned(), hop(), stop()] {
+            ls.extend(msg(&id));
+        }
+        ls.push(b'\n');
+        let ls = String::from_utf8(ls).expect("utf-8");
+        written.extend(msg(&ls));
+        let mut parser = Negotiation::default();
+        assert_eq!(parser.feed(&written), Verdict::Undecided);
+        assert_eq!(parser.feed(&msg(&hop())), Verdict::Circuit);
+    }
+
+    #[test]
+    fn a_long_protocol_id_is_skipped_without_being_kept_and_is_not_a_circuit() {
+        let long = format!("{HOP_PROTOCOL_NAME}{}\n", "x".repeat(5000));
+        let written = [msg("/multistream/1.0.0\n"), msg(&long)].concat();
+        assert_eq!(verdict(&written), Verdict::Other);
+        // A length prefix longer than multistream-select's two bytes: not ours to meter.
+        assert_eq!(
+            Negotiation::default().feed(&[0x80, 0x80, 0x01]),
+            Verdict::Other
+        );
+    }
+
+    /// Bytes counted on a stream whose relay side wrote `writes[i]` before the peer's
+    /// `reads[i]` arrived.
+    fn counted(steps: &[(&[u8], &[u8])]) -> u64 {
         let relayed = Counter::default();
         let connection = Arc::new(Connection {
             peer: PeerId::random(),
@@ -283,23 +534,37 @@ mod tests {
         });
         let inner = SubstreamBox::new(futures::io::Cursor::new(Vec::new()));
         let mut stream = CountingStream::new(inner, connection);
-        for read in reads {
+        for (written, read) in steps {
+            stream.wrote(written);
             stream.count(read);
         }
         relayed.get()
     }
 
     #[test]
-    fn only_streams_that_negotiate_a_circuit_protocol_are_counted() {
-        let hop: &[u8] = b"\x13/multistream/1.0.0\n\x20/libp2p/circuit/relay/0.2.0/hop\n";
+    fn a_circuit_counts_every_byte_read_on_it_from_the_first() {
+        let header = msg("/multistream/1.0.0\n");
+        let padded = msg(&format!("/{}\n", "x".repeat(200)));
         let data = [7u8; 1000];
-        assert_eq!(counted(&[hop, &data]), (hop.len() + data.len()) as u64);
-        // The protocol id split across reads, and data in the same read.
-        let (a, b) = hop.split_at(30);
-        let b_and_data = [b, &data[..]].concat();
-        assert_eq!(counted(&[a, &b_and_data]), (hop.len() + data.len()) as u64);
+        // The peer: header and padding; the relay: header and "na"; the peer: HOP; the
+        // relay: the echo; then data.
+        let first = [header.clone(), padded].concat();
+        let second = msg(&hop());
+        let steps: [(&[u8], &[u8]); 3] = [
+            (&[], &first),
+            (&[header.clone(), msg("na\n")].concat(), &second),
+            (&msg(&hop()), &data),
+        ];
+        assert_eq!(
+            counted(&steps),
+            (first.len() + second.len() + data.len()) as u64
+        );
 
-        let ping: &[u8] = b"\x13/multistream/1.0.0\n\x11/ipfs/ping/1.0.0\n";
-        assert_eq!(counted(&[ping, &data, hop]), 0);
+        let ping = msg("/ipfs/ping/1.0.0\n");
+        let steps: [(&[u8], &[u8]); 2] = [
+            (&[], &[header.clone(), ping.clone()].concat()),
+            (&[header, ping].concat(), &data),
+        ];
+        assert_eq!(counted(&steps), 0);
     }
 }

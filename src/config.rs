@@ -101,6 +101,11 @@ pub struct ConnectionLimits {
     /// 0: no limit.
     pub max_per_ip: usize,
     pub max_per_ipv6_64: usize,
+    pub max_per_ipv6_48: usize,
+    /// Handshakes in flight per IP, IPv6 /64 and /48; 0: no limit.
+    pub max_pending_per_ip: usize,
+    pub max_pending_per_ipv6_64: usize,
+    pub max_pending_per_ipv6_48: usize,
     /// Refuse new connections while resident memory is above this; `None`: off.
     pub max_memory_bytes: Option<usize>,
     pub max_negotiating_streams: usize,
@@ -139,12 +144,14 @@ pub struct RelayLimits {
     /// Peers holding a reservation per IP and per IPv6 /64; 0: no limit.
     pub max_reservations_per_ip: usize,
     pub max_reservations_per_ipv6_64: usize,
+    pub max_reservations_per_ipv6_48: usize,
     pub reservation_duration: Duration,
     pub max_circuits: usize,
     pub max_circuits_per_peer: usize,
     /// Open circuit ends per IP and per IPv6 /64; 0: no limit.
     pub max_circuits_per_ip: usize,
     pub max_circuits_per_ipv6_64: usize,
+    pub max_circuits_per_ipv6_48: usize,
     /// `None`: no time limit.
     pub max_circuit_duration: Option<Duration>,
     /// 0: no byte limit.
@@ -162,6 +169,22 @@ pub struct RendezvousLimits {
     pub max_ttl_secs: u64,
     pub max_registrations_per_peer: usize,
     pub max_registrations: usize,
+    /// Registrations made from one IP, IPv6 /64 and /48 through this relay; 0: no limit.
+    pub max_registrations_per_ip: usize,
+    pub max_registrations_per_ipv6_64: usize,
+    pub max_registrations_per_ipv6_48: usize,
+    /// REGISTER requests per minute; 0 turns the limiter off.
+    pub register_rate_per_peer: u32,
+    pub register_rate_per_ip: u32,
+    /// Largest signed record and most addresses in it.
+    pub max_record_bytes: usize,
+    pub max_record_addrs: usize,
+    /// Record bytes per peer and in the whole store.
+    pub max_bytes_per_peer: usize,
+    pub max_bytes: usize,
+    /// Answer DISCOVER without a namespace. Off: it would list who is in which
+    /// community, and who is online, to anyone who asks.
+    pub allow_discover_all: bool,
     /// Accept signed records holding addresses that are not `/p2p-circuit`. Off: such
     /// records would reveal the registrant's IP to every discoverer.
     pub allow_direct_addresses: bool,
@@ -235,6 +258,10 @@ impl Default for Config {
                 max_pending_incoming: defaults::MAX_PENDING_INCOMING,
                 max_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
                 max_per_ipv6_64: defaults::MAX_CONNECTIONS_PER_IPV6_64,
+                max_per_ipv6_48: defaults::MAX_CONNECTIONS_PER_IPV6_48,
+                max_pending_per_ip: defaults::MAX_PENDING_PER_IP,
+                max_pending_per_ipv6_64: defaults::MAX_PENDING_PER_IPV6_64,
+                max_pending_per_ipv6_48: defaults::MAX_PENDING_PER_IPV6_48,
                 max_memory_bytes: Some(mib(defaults::MAX_MEMORY_MIB)),
                 max_negotiating_streams: defaults::MAX_NEGOTIATING_STREAMS,
             },
@@ -245,11 +272,13 @@ impl Default for Config {
                 max_reservations_per_peer: defaults::MAX_RESERVATIONS_PER_PEER,
                 max_reservations_per_ip: defaults::MAX_RESERVATIONS_PER_IP,
                 max_reservations_per_ipv6_64: defaults::MAX_RESERVATIONS_PER_IPV6_64,
+                max_reservations_per_ipv6_48: defaults::MAX_RESERVATIONS_PER_IPV6_48,
                 reservation_duration: defaults::RESERVATION_DURATION,
                 max_circuits: defaults::MAX_CIRCUITS,
                 max_circuits_per_peer: defaults::MAX_CIRCUITS_PER_PEER,
                 max_circuits_per_ip: defaults::MAX_CIRCUITS_PER_IP,
                 max_circuits_per_ipv6_64: defaults::MAX_CIRCUITS_PER_IPV6_64,
+                max_circuits_per_ipv6_48: defaults::MAX_CIRCUITS_PER_IPV6_48,
                 max_circuit_duration: Some(defaults::MAX_CIRCUIT_DURATION),
                 max_circuit_bytes: defaults::MAX_CIRCUIT_BYTES,
                 reservation_rate_per_peer: defaults::RESERVATION_RATE_PER_PEER,
@@ -262,6 +291,16 @@ impl Default for Config {
                 max_ttl_secs: defaults::RENDEZVOUS_MAX_TTL_SECS,
                 max_registrations_per_peer: defaults::RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER,
                 max_registrations: defaults::RENDEZVOUS_MAX_REGISTRATIONS,
+                max_registrations_per_ip: defaults::RENDEZVOUS_MAX_REGISTRATIONS_PER_IP,
+                max_registrations_per_ipv6_64: defaults::RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_64,
+                max_registrations_per_ipv6_48: defaults::RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_48,
+                register_rate_per_peer: defaults::RENDEZVOUS_REGISTER_RATE_PER_PEER,
+                register_rate_per_ip: defaults::RENDEZVOUS_REGISTER_RATE_PER_IP,
+                max_record_bytes: defaults::RENDEZVOUS_MAX_RECORD_BYTES,
+                max_record_addrs: defaults::RENDEZVOUS_MAX_RECORD_ADDRS,
+                max_bytes_per_peer: defaults::RENDEZVOUS_MAX_BYTES_PER_PEER,
+                max_bytes: defaults::RENDEZVOUS_MAX_BYTES,
+                allow_discover_all: false,
                 allow_direct_addresses: false,
                 store: RendezvousStore::Memory,
             },
@@ -310,7 +349,12 @@ impl Vars<'_> {
         ConfigError {
             var,
             key: self.name(var),
-            value: value.to_owned(),
+            // A store URL may carry a password: never print it back.
+            value: if var == "DUSK_RELAY_RENDEZVOUS_STORE" {
+                crate::rendezvous::redis::redact(value)
+            } else {
+                crate::rendezvous::redis::redact_urls_in(value)
+            },
             reason,
         }
     }
@@ -530,12 +574,59 @@ impl Config {
                 "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
                 d.rendezvous.max_registrations,
             )?,
+            max_registrations_per_ip: vars.parse(
+                "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IP",
+                d.rendezvous.max_registrations_per_ip,
+            )?,
+            max_registrations_per_ipv6_64: vars.parse(
+                "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_64",
+                d.rendezvous.max_registrations_per_ipv6_64,
+            )?,
+            max_registrations_per_ipv6_48: vars.parse(
+                "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_48",
+                d.rendezvous.max_registrations_per_ipv6_48,
+            )?,
+            register_rate_per_peer: vars.parse(
+                "DUSK_RELAY_RENDEZVOUS_REGISTER_RATE_PER_PEER",
+                d.rendezvous.register_rate_per_peer,
+            )?,
+            register_rate_per_ip: vars.parse(
+                "DUSK_RELAY_RENDEZVOUS_REGISTER_RATE_PER_IP",
+                d.rendezvous.register_rate_per_ip,
+            )?,
+            max_record_bytes: vars.positive(
+                "DUSK_RELAY_RENDEZVOUS_MAX_RECORD_BYTES",
+                d.rendezvous.max_record_bytes,
+            )?,
+            max_record_addrs: vars.positive(
+                "DUSK_RELAY_RENDEZVOUS_MAX_RECORD_ADDRS",
+                d.rendezvous.max_record_addrs,
+            )?,
+            max_bytes_per_peer: vars.positive(
+                "DUSK_RELAY_RENDEZVOUS_MAX_BYTES_PER_PEER",
+                d.rendezvous.max_bytes_per_peer,
+            )?,
+            max_bytes: vars.positive("DUSK_RELAY_RENDEZVOUS_MAX_BYTES", d.rendezvous.max_bytes)?,
+            allow_discover_all: vars.parse(
+                "DUSK_RELAY_RENDEZVOUS_ALLOW_DISCOVER_ALL",
+                d.rendezvous.allow_discover_all,
+            )?,
             allow_direct_addresses: vars.parse(
                 "DUSK_RELAY_RENDEZVOUS_ALLOW_DIRECT_ADDRS",
                 d.rendezvous.allow_direct_addresses,
             )?,
             store: vars.parse("DUSK_RELAY_RENDEZVOUS_STORE", d.rendezvous.store.clone())?,
         };
+        if rendezvous.max_ttl_secs > defaults::RENDEZVOUS_TTL_CEILING_SECS {
+            return Err(vars.invalid(
+                "DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS",
+                &rendezvous.max_ttl_secs.to_string(),
+                format!(
+                    "at most {} (one year)",
+                    defaults::RENDEZVOUS_TTL_CEILING_SECS
+                ),
+            ));
+        }
         if rendezvous.min_ttl_secs > rendezvous.max_ttl_secs {
             return Err(vars.invalid(
                 "DUSK_RELAY_RENDEZVOUS_MIN_TTL_SECS",
@@ -581,6 +672,22 @@ impl Config {
                     "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64",
                     d.connection_limits.max_per_ipv6_64,
                 )?,
+                max_per_ipv6_48: vars.parse(
+                    "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_48",
+                    d.connection_limits.max_per_ipv6_48,
+                )?,
+                max_pending_per_ip: vars.parse(
+                    "DUSK_RELAY_MAX_PENDING_PER_IP",
+                    d.connection_limits.max_pending_per_ip,
+                )?,
+                max_pending_per_ipv6_64: vars.parse(
+                    "DUSK_RELAY_MAX_PENDING_PER_IPV6_64",
+                    d.connection_limits.max_pending_per_ipv6_64,
+                )?,
+                max_pending_per_ipv6_48: vars.parse(
+                    "DUSK_RELAY_MAX_PENDING_PER_IPV6_48",
+                    d.connection_limits.max_pending_per_ipv6_48,
+                )?,
                 max_memory_bytes: match vars
                     .parse("DUSK_RELAY_MAX_MEMORY_MIB", defaults::MAX_MEMORY_MIB)?
                 {
@@ -615,6 +722,10 @@ impl Config {
                     "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_64",
                     d.relay.max_reservations_per_ipv6_64,
                 )?,
+                max_reservations_per_ipv6_48: vars.parse(
+                    "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_48",
+                    d.relay.max_reservations_per_ipv6_48,
+                )?,
                 reservation_duration: Duration::from_secs(vars.positive(
                     "DUSK_RELAY_RESERVATION_DURATION_SECS",
                     d.relay.reservation_duration.as_secs(),
@@ -631,6 +742,10 @@ impl Config {
                 max_circuits_per_ipv6_64: vars.parse(
                     "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_64",
                     d.relay.max_circuits_per_ipv6_64,
+                )?,
+                max_circuits_per_ipv6_48: vars.parse(
+                    "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_48",
+                    d.relay.max_circuits_per_ipv6_48,
                 )?,
                 max_circuit_duration: (circuit_duration_secs > 0)
                     .then(|| Duration::from_secs(circuit_duration_secs)),
@@ -772,6 +887,10 @@ impl Config {
             "DUSK_RELAY_MAX_PENDING_INCOMING" => int(c.max_pending_incoming.into()),
             "DUSK_RELAY_MAX_CONNECTIONS_PER_IP" => int(c.max_per_ip as u64),
             "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64" => int(c.max_per_ipv6_64 as u64),
+            "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_48" => int(c.max_per_ipv6_48 as u64),
+            "DUSK_RELAY_MAX_PENDING_PER_IP" => int(c.max_pending_per_ip as u64),
+            "DUSK_RELAY_MAX_PENDING_PER_IPV6_64" => int(c.max_pending_per_ipv6_64 as u64),
+            "DUSK_RELAY_MAX_PENDING_PER_IPV6_48" => int(c.max_pending_per_ipv6_48 as u64),
             "DUSK_RELAY_MAX_MEMORY_MIB" => {
                 int(c.max_memory_bytes.map_or(0, |b| b as u64 / (1024 * 1024)))
             }
@@ -782,11 +901,13 @@ impl Config {
             "DUSK_RELAY_MAX_RESERVATIONS_PER_PEER" => int(r.max_reservations_per_peer as u64),
             "DUSK_RELAY_MAX_RESERVATIONS_PER_IP" => int(r.max_reservations_per_ip as u64),
             "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_64" => int(r.max_reservations_per_ipv6_64 as u64),
+            "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_48" => int(r.max_reservations_per_ipv6_48 as u64),
             "DUSK_RELAY_RESERVATION_DURATION_SECS" => int(r.reservation_duration.as_secs()),
             "DUSK_RELAY_MAX_CIRCUITS" => int(r.max_circuits as u64),
             "DUSK_RELAY_MAX_CIRCUITS_PER_PEER" => int(r.max_circuits_per_peer as u64),
             "DUSK_RELAY_MAX_CIRCUITS_PER_IP" => int(r.max_circuits_per_ip as u64),
             "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_64" => int(r.max_circuits_per_ipv6_64 as u64),
+            "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_48" => int(r.max_circuits_per_ipv6_48 as u64),
             "DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS" => {
                 int(r.max_circuit_duration.map_or(0, |d| d.as_secs()))
             }
@@ -813,6 +934,22 @@ impl Config {
                 int(z.max_registrations_per_peer as u64)
             }
             "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS" => int(z.max_registrations as u64),
+            "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IP" => {
+                int(z.max_registrations_per_ip as u64)
+            }
+            "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_64" => {
+                int(z.max_registrations_per_ipv6_64 as u64)
+            }
+            "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_48" => {
+                int(z.max_registrations_per_ipv6_48 as u64)
+            }
+            "DUSK_RELAY_RENDEZVOUS_REGISTER_RATE_PER_PEER" => int(z.register_rate_per_peer.into()),
+            "DUSK_RELAY_RENDEZVOUS_REGISTER_RATE_PER_IP" => int(z.register_rate_per_ip.into()),
+            "DUSK_RELAY_RENDEZVOUS_MAX_RECORD_BYTES" => int(z.max_record_bytes as u64),
+            "DUSK_RELAY_RENDEZVOUS_MAX_RECORD_ADDRS" => int(z.max_record_addrs as u64),
+            "DUSK_RELAY_RENDEZVOUS_MAX_BYTES_PER_PEER" => int(z.max_bytes_per_peer as u64),
+            "DUSK_RELAY_RENDEZVOUS_MAX_BYTES" => int(z.max_bytes as u64),
+            "DUSK_RELAY_RENDEZVOUS_ALLOW_DISCOVER_ALL" => Value::Boolean(z.allow_discover_all),
             "DUSK_RELAY_RENDEZVOUS_ALLOW_DIRECT_ADDRS" => Value::Boolean(z.allow_direct_addresses),
             // A Redis URL may carry a password: printed redacted.
             "DUSK_RELAY_RENDEZVOUS_STORE" => Value::String(match &z.store {
@@ -886,6 +1023,8 @@ mod tests {
             ("DUSK_RELAY_EXTERNAL_ADDR", "not-a-multiaddr"),
             ("DUSK_RELAY_LISTEN_IPS", "1.2.3"),
             ("DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS", "99999999999"),
+            ("DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS", "18446744073709551615"),
+            ("DUSK_RELAY_RENDEZVOUS_MAX_RECORD_BYTES", "0"),
         ] {
             let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);

@@ -31,6 +31,18 @@ pub const MAX_CONNECTIONS_PER_PEER: u32 = 8;
 /// Handshakes in flight. Bounds the memory a flood of half-open connections can take.
 pub const MAX_PENDING_INCOMING: u32 = 1_024;
 
+/// Handshakes in flight from one IP address. A client opens one connection per transport
+/// it tries (four at most) and a few NAT-shared users may reconnect at once after a relay
+/// restart; 16 leaves room for both while 64 source addresses are needed, not 16, to hold
+/// every one of the [`MAX_PENDING_INCOMING`] slots.
+pub const MAX_PENDING_PER_IP: usize = 16;
+
+/// Handshakes in flight from one IPv6 /64 (one subscriber).
+pub const MAX_PENDING_PER_IPV6_64: usize = 64;
+
+/// Handshakes in flight from one IPv6 /48 (one site; go-libp2p also limits /48).
+pub const MAX_PENDING_PER_IPV6_48: usize = 128;
+
 /// Connections from one IP address, pending or established. A dusk client holds one or
 /// two; carrier-grade and office NATs put many users behind one address, so far above
 /// that, yet one host cannot take more than a sliver of `MAX_CONNECTIONS`.
@@ -39,6 +51,10 @@ pub const MAX_CONNECTIONS_PER_IP: usize = 64;
 /// Connections from one IPv6 /64, a single subscriber's allocation: a host rotating
 /// through its own addresses meets this instead of the per-IP cap.
 pub const MAX_CONNECTIONS_PER_IPV6_64: usize = 256;
+
+/// Connections from one IPv6 /48, the usual allocation of a whole site: a host that owns
+/// a /48 could otherwise rotate through 65,536 /64s. Four /64s at their cap.
+pub const MAX_CONNECTIONS_PER_IPV6_48: usize = 1_024;
 
 /// New connections are refused while the relay's resident memory is above this (MiB).
 /// A relay at its caps uses far less (BENCHMARKS.md); a leak or a flood past every other
@@ -93,12 +109,18 @@ pub const MAX_RESERVATIONS_PER_IP: usize = 32;
 /// Peers holding a reservation from one IPv6 /64 (go-libp2p: 32 per /64 or /48).
 pub const MAX_RESERVATIONS_PER_IPV6_64: usize = 128;
 
+/// Peers holding a reservation from one IPv6 /48 (go-libp2p caps /48 as well as /64).
+pub const MAX_RESERVATIONS_PER_IPV6_48: usize = 256;
+
 /// Open circuit ends at one IP (a circuit counts at its source's IP and its
 /// destination's). Four users behind one NAT at the per-peer cap.
 pub const MAX_CIRCUITS_PER_IP: usize = 1_024;
 
 /// Open circuit ends at one IPv6 /64.
 pub const MAX_CIRCUITS_PER_IPV6_64: usize = 4_096;
+
+/// Open circuit ends at one IPv6 /48.
+pub const MAX_CIRCUITS_PER_IPV6_48: usize = 8_192;
 
 /// Bytes per second one direction of one circuit may carry (16 MiB/s, 134 Mbit/s):
 /// more than a home uplink, so chat, files and history sync never notice it, while one
@@ -141,6 +163,47 @@ pub const RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER: usize = 128;
 /// Registrations for the whole relay (libp2p: 10,000): a few per user for thousands of
 /// users. Each holds a signed record of well under 1 KiB.
 pub const RENDEZVOUS_MAX_REGISTRATIONS: usize = 50_000;
+
+/// Registrations made from one IP address on this relay. A dusk user holds about ten
+/// (`dusk/peers`, `dusk/peer/<id>`, one per community); 32 users behind one NAT fit,
+/// and 98 addresses are needed to fill [`RENDEZVOUS_MAX_REGISTRATIONS`], not 391
+/// throwaway identities from one.
+pub const RENDEZVOUS_MAX_REGISTRATIONS_PER_IP: usize = 512;
+
+/// Registrations made from one IPv6 /64.
+pub const RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_64: usize = 2_048;
+
+/// Registrations made from one IPv6 /48.
+pub const RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_48: usize = 4_096;
+
+/// REGISTER requests per peer per minute. The dusk client re-registers every namespace
+/// every 120 s: 120 a minute is ten times what a member of 20 communities needs.
+pub const RENDEZVOUS_REGISTER_RATE_PER_PEER: u32 = 120;
+
+/// REGISTER requests per source IP per minute (NAT-shared, as reservations).
+pub const RENDEZVOUS_REGISTER_RATE_PER_IP: u32 = 1_200;
+
+/// Largest signed peer record a registration may carry. A dusk record (key, peer id,
+/// sequence number, a few circuit addresses of ~100 bytes, signature) is 300-700 bytes;
+/// without this bound only the 1 MiB message limit applied, so 50,000 registrations
+/// could hold 50 GiB.
+pub const RENDEZVOUS_MAX_RECORD_BYTES: usize = 4_096;
+
+/// Most addresses one signed peer record may hold: a dusk peer publishes one circuit
+/// address per relay transport it reserved on.
+pub const RENDEZVOUS_MAX_RECORD_ADDRS: usize = 16;
+
+/// Record bytes one peer's registrations may hold together: its whole per-peer quota of
+/// registrations at twice a dusk record's size.
+pub const RENDEZVOUS_MAX_BYTES_PER_PEER: usize = 256 * 1024;
+
+/// Record bytes the whole store may hold: 50,000 registrations at ~1.3 KiB, far below
+/// the memory ceiling.
+pub const RENDEZVOUS_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// The longest registration TTL an operator may configure (one year). A TTL is added to
+/// the current time; bounding it keeps that sum far from overflow in every store.
+pub const RENDEZVOUS_TTL_CEILING_SECS: u64 = 365 * 24 * 60 * 60;
 
 /// The metrics/health HTTP endpoint listens on `DUSK_RELAY_PORT + METRICS_PORT_OFFSET`
 /// (4001 -> 9001) on loopback, so two relays on one host do not collide.
@@ -187,3 +250,12 @@ pub const CERT_RELOAD_SETTLE: Duration = Duration::from_millis(500);
 /// below). Chosen for the js-yamux frame-size clash (see `transport.rs`): 1 GiB / 4096 =
 /// 256 KiB per stream window.
 pub const YAMUX_MAX_STREAMS: usize = 4096;
+
+/// Largest WebSocket frame (and message) accepted, WS and WSS alike. libp2p-websocket's
+/// default is 256 MiB, and soketto allocates and zero-fills the length a frame header
+/// declares before its payload arrives: three stalled sockets took 800 MB. What libp2p
+/// sends is far smaller: js-libp2p writes one noise frame per message (at most 65,535
+/// bytes + 2 of length), rust-libp2p's noise output flushes its write buffer (128 KiB
+/// high-water mark, plus the noise frame that crossed it: under 192 KiB) as one message.
+/// 256 KiB covers both with margin; 60 stalled sockets then cost at most 15 MiB.
+pub const WEBSOCKET_MAX_FRAME_BYTES: usize = 256 * 1024;

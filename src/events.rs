@@ -3,11 +3,15 @@
 //!
 //! Privacy: nothing logged at `info` links a peer id to an IP address. Remote addresses
 //! appear only at `debug`.
+//!
+//! Text a peer chose (agent version, addresses it reports, namespaces, reasons that may
+//! quote them, error texts) is logged through [`escaped`], so it cannot start a line of
+//! its own.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use libp2p::swarm::{ListenError, SwarmEvent};
+use libp2p::swarm::{ConnectionId, ListenError, SwarmEvent};
 use libp2p::{
     connection_limits, memory_connection_limits, multiaddr::Protocol, relay, Multiaddr, PeerId,
 };
@@ -17,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::access_gate::GateEvent;
 use crate::behaviour::{BehaviourEvent, RelaySwarm};
 use crate::ip_caps::IpCaps;
+use crate::log_text::escaped;
 use crate::log_throttle::{folded_suffix, LogThrottle};
 use crate::metrics::Metrics;
 use crate::rendezvous;
@@ -107,6 +112,71 @@ pub struct EventHandler {
     /// Circuits (source, destination) whose second close report is still to come; see
     /// `is_duplicate_close`.
     second_reports_due: HashMap<(PeerId, PeerId), usize>,
+    /// Which connection holds each reservation, so its per-IP slot is freed when the
+    /// reservation ends.
+    holders: ReservationHolders,
+}
+
+/// libp2p-relay's events carry no connection id: a reservation ends with its
+/// connection, but `ReservationClosed` fires on the close of *any* connection of the
+/// peer. A peer with one connection when its reservation was accepted holds it on that
+/// connection; for a peer with several then, the end is known only at its last close.
+#[derive(Default)]
+struct ReservationHolders {
+    /// Open connections per peer (few: libp2p caps them per peer).
+    connections: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Reservations and their connection, when known.
+    holders: HashMap<PeerId, Option<ConnectionId>>,
+}
+
+impl ReservationHolders {
+    fn connection_established(&mut self, peer: PeerId, connection: ConnectionId) {
+        self.connections.entry(peer).or_default().push(connection);
+    }
+
+    /// Whether the peer's reservation ended with this connection.
+    fn connection_closed(&mut self, peer: PeerId, connection: ConnectionId) -> bool {
+        let last = match self.connections.get_mut(&peer) {
+            Some(open) => {
+                open.retain(|c| *c != connection);
+                open.is_empty()
+            }
+            None => true,
+        };
+        if last {
+            self.connections.remove(&peer);
+        }
+        let ended = match self.holders.get(&peer) {
+            Some(Some(holder)) => *holder == connection || last,
+            Some(None) => last,
+            None => false,
+        };
+        if ended {
+            self.holders.remove(&peer);
+        }
+        ended
+    }
+
+    fn reservation_accepted(&mut self, peer: PeerId) {
+        let only = match self.connections.get(&peer).map(Vec::as_slice) {
+            Some([only]) => Some(*only),
+            // Accepted after its connection closed (libp2p may report it late): the
+            // last close already freed everything.
+            None | Some([]) => return,
+            _ => None,
+        };
+        // A second reservation on another connection: either may outlive the other.
+        let known = match self.holders.get(&peer) {
+            Some(Some(holder)) => only.filter(|c| c == holder),
+            Some(None) => None,
+            None => only,
+        };
+        self.holders.insert(peer, known);
+    }
+
+    fn reservation_timed_out(&mut self, peer: PeerId) {
+        self.holders.remove(&peer);
+    }
 }
 
 impl EventHandler {
@@ -132,6 +202,7 @@ impl EventHandler {
             ip_caps,
             refusal_log: LogThrottle::default(),
             second_reports_due: HashMap::new(),
+            holders: ReservationHolders::default(),
         }
     }
 
@@ -179,8 +250,12 @@ impl EventHandler {
             },
             SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
             } => {
+                self.holders.connection_established(peer_id, connection_id);
                 let total = swarm.network_info().connection_counters().num_established();
                 self.metrics
                     .connection_opened(endpoint.get_remote_address());
@@ -190,19 +265,24 @@ impl EventHandler {
                     return;
                 }
                 info!("peer connected: {peer_id} (total connections: {total})");
-                debug!(peer = %peer_id, remote = %endpoint.get_remote_address(), "connection established");
+                debug!(peer = %peer_id, remote = %escaped(endpoint.get_remote_address()), "connection established");
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 cause,
                 endpoint,
                 num_established,
                 ..
             } => {
                 // libp2p reports a reservation's end on every connection close of the
-                // peer, whichever connection held it; the peer's per-IP slot is freed
-                // with its last connection (or when the reservation expires), so closing
-                // a spare connection cannot free a slot still in use.
+                // peer, whichever connection held it: the slot is freed when the
+                // connection holding the reservation closes (or the peer's last one,
+                // when that is not known), never on a spare connection's close.
+                if self.holders.connection_closed(peer_id, connection_id) {
+                    self.ip_caps.reservation_ended(peer_id);
+                    self.reservation_ended(peer_id);
+                }
                 if num_established == 0 {
                     self.ip_caps.reservation_ended(peer_id);
                     // Its handler, which would have sent the second reports, is gone.
@@ -218,7 +298,7 @@ impl EventHandler {
                     return;
                 }
                 info!("peer disconnected: {peer_id} (total connections: {total})");
-                debug!(peer = %peer_id, cause = ?cause, "connection closed");
+                debug!(peer = %peer_id, cause = %escaped(format!("{cause:?}")), "connection closed");
             }
             SwarmEvent::IncomingConnectionError {
                 error,
@@ -229,7 +309,7 @@ impl EventHandler {
                 self.count_sources(swarm);
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
-                debug!(%address, "external address confirmed")
+                debug!(address = %escaped(&address), "external address confirmed")
             }
             SwarmEvent::Behaviour(BehaviourEvent::Relay(GateEvent::Relay(event))) => {
                 self.on_relay(swarm, event)
@@ -253,7 +333,17 @@ impl EventHandler {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
                 self.metrics.record_identify(&event);
                 if let libp2p::identify::Event::Received { peer_id, info, .. } = event {
-                    debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+                    // All of it the peer's say: at debug, escaped.
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        let listen: Vec<String> =
+                            info.listen_addrs.iter().map(|a| a.to_string()).collect();
+                        debug!(
+                            peer = %peer_id,
+                            agent = %escaped(&info.agent_version),
+                            listen_addrs = %escaped(listen.join(" ")),
+                            "identified"
+                        );
+                    }
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.metrics.record_ping(&event),
@@ -269,7 +359,7 @@ impl EventHandler {
     fn on_incoming_error(&mut self, error: ListenError, send_back_addr: &Multiaddr) {
         if let ListenError::Denied { cause } = &error {
             if let Some((reason, message)) = self.refusal(cause) {
-                debug!(remote = %send_back_addr, reason, "refused connection");
+                debug!(remote = %escaped(send_back_addr), reason, "refused connection");
                 self.metrics.connection_refused(reason);
                 if let Some(folded) = self.refusal_log.admit(reason, Instant::now()) {
                     info!("{message}{}", folded_suffix(folded));
@@ -278,7 +368,7 @@ impl EventHandler {
                 return;
             }
         }
-        debug!(remote = %send_back_addr, %error, "incoming connection failed");
+        debug!(remote = %escaped(send_back_addr), error = %escaped(&error), "incoming connection failed");
     }
 
     /// The ceiling that denied a connection: its metric label and a line for the log
@@ -324,6 +414,7 @@ impl EventHandler {
                 src_peer_id,
                 renewed,
             } => {
+                self.holders.reservation_accepted(src_peer_id);
                 if self.reservations.insert(src_peer_id) {
                     info!(
                         "relay reservation accepted for peer {src_peer_id} (total: {})",
@@ -354,11 +445,16 @@ impl EventHandler {
                 self.emit(RelayEvent::ReservationDenied { peer: src_peer_id });
             }
             relay::Event::ReservationTimedOut { src_peer_id } => {
+                self.holders.reservation_timed_out(src_peer_id);
                 self.ip_caps.reservation_ended(src_peer_id);
                 self.reservation_ended(src_peer_id);
             }
-            // Fires on every connection close of a tracked peer, reservation or not.
-            relay::Event::ReservationClosed { src_peer_id } => self.reservation_ended(src_peer_id),
+            // Fires on every connection close of a tracked peer, reservation or not: the
+            // end is decided from the connection that closed (`SwarmEvent::
+            // ConnectionClosed`, which comes first).
+            relay::Event::ReservationClosed { src_peer_id } => {
+                debug!(peer = %src_peer_id, "relay reported a connection close")
+            }
             relay::Event::CircuitReqAccepted {
                 src_peer_id,
                 dst_peer_id,
@@ -407,7 +503,7 @@ impl EventHandler {
                     self.circuits
                 );
                 if let Some(error) = error {
-                    debug!(%error, "circuit closed with an error");
+                    debug!(error = %escaped(&error), "circuit closed with an error");
                 }
                 self.emit(RelayEvent::CircuitClosed {
                     src: src_peer_id,
@@ -478,7 +574,7 @@ impl EventHandler {
                 self.metrics
                     .register_request("OK".into(), self.registrations);
                 // Namespaces name communities: membership stays out of info logs.
-                debug!(%peer, %namespace, "registered");
+                debug!(%peer, namespace = %escaped(&namespace), "registered");
                 self.emit(RelayEvent::Registered { peer, namespace });
             }
             Event::RegisterRefused {
@@ -487,10 +583,24 @@ impl EventHandler {
                 status,
                 reason,
             } => {
-                info!(
-                    "rendezvous registration refused for peer {peer}: {}: {reason}",
-                    status.name()
-                );
+                // Refusals come in floods, like connection refusals.
+                match self
+                    .refusal_log
+                    .admit("registration_refused", Instant::now())
+                {
+                    Some(folded) => info!(
+                        "rendezvous registration refused for peer {peer}: {}: {}{}",
+                        status.name(),
+                        escaped(&reason),
+                        folded_suffix(folded)
+                    ),
+                    None => debug!(
+                        %peer,
+                        status = status.name(),
+                        reason = %escaped(&reason),
+                        "rendezvous registration refused"
+                    ),
+                }
                 self.metrics
                     .register_request(status.name().into(), self.registrations);
                 self.emit(RelayEvent::RegistrationRefused {
@@ -524,12 +634,78 @@ impl EventHandler {
                 reason,
             } => {
                 self.metrics.discover_request(status.name().into());
-                debug!(%peer, status = status.name(), reason, "rendezvous discover refused")
+                debug!(%peer, status = status.name(), reason = %escaped(&reason), "rendezvous discover refused")
             }
             Event::Counted(total) => {
                 self.registrations = total;
                 self.metrics.set_registrations(total);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_ends_with_the_connection_holding_it_and_not_with_a_spare_one() {
+        let peer = PeerId::random();
+        let (first, second, third) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+            ConnectionId::new_unchecked(3),
+        );
+        let mut holders = ReservationHolders::default();
+        holders.connection_established(peer, first);
+        holders.reservation_accepted(peer);
+        holders.connection_established(peer, second);
+        assert!(
+            !holders.connection_closed(peer, second),
+            "a spare connection"
+        );
+        holders.connection_established(peer, third);
+        assert!(holders.connection_closed(peer, first), "the holder");
+        assert!(
+            !holders.connection_closed(peer, third),
+            "nothing left to end"
+        );
+    }
+
+    #[test]
+    fn with_several_connections_at_the_reservation_it_ends_with_the_last_one() {
+        let peer = PeerId::random();
+        let (first, second) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        let mut holders = ReservationHolders::default();
+        holders.connection_established(peer, first);
+        holders.connection_established(peer, second);
+        holders.reservation_accepted(peer);
+        assert!(!holders.connection_closed(peer, first));
+        assert!(holders.connection_closed(peer, second));
+
+        // Reserved on one connection, then again on a second: either may be the one left.
+        holders.connection_established(peer, first);
+        holders.reservation_accepted(peer);
+        holders.connection_established(peer, second);
+        holders.reservation_accepted(peer);
+        assert!(!holders.connection_closed(peer, first));
+        assert!(holders.connection_closed(peer, second));
+    }
+
+    #[test]
+    fn an_expired_reservation_is_not_ended_again_by_a_close() {
+        let peer = PeerId::random();
+        let only = ConnectionId::new_unchecked(1);
+        let mut holders = ReservationHolders::default();
+        holders.connection_established(peer, only);
+        holders.reservation_accepted(peer);
+        holders.reservation_timed_out(peer);
+        assert!(!holders.connection_closed(peer, only));
+        // Accepted after its connection closed: nothing is held.
+        holders.reservation_accepted(peer);
+        assert!(holders.holders.is_empty() && holders.connections.is_empty());
     }
 }

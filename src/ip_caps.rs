@@ -1,6 +1,7 @@
-//! Reservation and circuit caps per source IP and IPv6 /64, beside libp2p's per-peer
-//! ones: fresh identities cost nothing, so without them one host could hold every
-//! reservation slot (go-libp2p caps reservations per IP and per /64 for the same reason).
+//! Reservation and circuit caps per source IP, IPv6 /64 and IPv6 /48, beside libp2p's
+//! per-peer ones: fresh identities cost nothing, so without them one host could hold every
+//! reservation slot, and one site every slot through its 65,536 /64s (go-libp2p caps
+//! reservations per IP, per /64 and per /48 for the same reason).
 //!
 //! Both answer through libp2p's relay rate-limiter hook, so a refusal is the relay's
 //! usual `RESOURCE_LIMIT_EXCEEDED`.
@@ -21,7 +22,7 @@ use crate::source::{ip_of, SourceCap, Tally};
 pub struct SourceCapLabel {
     /// `reservation` or `circuit`.
     pub what: &'static str,
-    /// `per_ip` or `per_ipv6_64`.
+    /// `per_ip`, `per_ipv6_64` or `per_ipv6_48` ([`SourceCap::name`]).
     pub cap: &'static str,
 }
 
@@ -58,12 +59,14 @@ impl IpCaps {
                 tally: Tally::new(
                     limits.max_reservations_per_ip,
                     limits.max_reservations_per_ipv6_64,
+                    limits.max_reservations_per_ipv6_48,
                 ),
                 holders: HashMap::new(),
             })),
             circuit_legs: Arc::new(Mutex::new(Tally::new(
                 limits.max_circuits_per_ip,
                 limits.max_circuits_per_ipv6_64,
+                limits.max_circuits_per_ipv6_48,
             ))),
             denials,
         }

@@ -18,10 +18,13 @@ pub mod defaults;
 pub mod events;
 pub mod fd_limit;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod healthcheck;
 pub mod http;
 pub mod identity;
 pub mod ip_caps;
+pub mod log_text;
 pub mod log_throttle;
 pub mod metrics;
 pub mod relay;

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use dusk_relay::cli::{Cli, CliCommand};
 use dusk_relay::config::LogFormat;
+use dusk_relay::log_text::OneLinePerEvent;
 use dusk_relay::{healthcheck, tls, Config, Relay};
 use futures::StreamExt;
 use tracing::{error, info, warn};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -54,7 +56,19 @@ async fn main() -> ExitCode {
 /// `RUST_LOG` filters (default `info`); the format is the seed's human lines or one JSON
 /// object per line for log shippers.
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // libp2p-identify logs at info the address a peer says it sees us at: peer data, for
+    // debug runs only (unless the operator's RUST_LOG names the crate itself).
+    let names_identify = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("libp2p_identify"));
+    if !names_identify
+        && filter
+            .max_level_hint()
+            .is_some_and(|l| l <= LevelFilter::INFO)
+    {
+        if let Ok(quiet) = "libp2p_identify=warn".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     match format {
         LogFormat::Text => {
             // Colour codes only for a person at a terminal, not in journald or docker logs.
@@ -62,6 +76,9 @@ fn init_tracing(format: LogFormat) {
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_ansi(ansi)
+                // Peers choose some of the text logged (libp2p's lines too): one event
+                // stays one line whatever it holds.
+                .with_writer(OneLinePerEvent::new(std::io::stdout, ansi))
                 .init();
         }
         LogFormat::Json => tracing_subscriber::fmt()

@@ -3,6 +3,11 @@
 //!
 //! Privacy and cardinality: no label carries a peer id, an IP address or a rendezvous
 //! namespace. Labels take values from small fixed sets (transport, status code, outcome).
+//! Nothing a peer reports becomes a label: libp2p's identify recorder (labels from the
+//! protocol stacks of the addresses a peer claims) is not fed, and the swarm recorder
+//! is not shown address candidates (what peers say they observed); its other labels
+//! are the stacks of this relay's own listeners and of the addresses its transports
+//! give connections, a small fixed set.
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{identify, ping, relay, Multiaddr};
@@ -41,9 +46,16 @@ pub struct ReasonLabel {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusalLabel {
-    /// Which ceiling refused: `per_ip`, `per_ipv6_64`, `file_descriptors`, `memory`,
+    /// Which ceiling refused: `per_ip`, `per_ipv6_64`, `per_ipv6_48`, `pending_per_ip`,
+    /// `pending_per_ipv6_64`, `pending_per_ipv6_48`, `file_descriptors`, `memory`,
     /// `max_connections`, `max_per_peer`, `max_pending`.
     pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IdentifyLabel {
+    /// `received`, `sent`, `pushed` or `error`.
+    pub event: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,6 +86,7 @@ pub struct Metrics {
     source_cap_denials: SourceCapDenials,
     certificate_reloads: Family<OutcomeLabel, Counter>,
     relayed_bytes: Counter,
+    identify: Family<IdentifyLabel, Counter>,
 }
 
 impl Metrics {
@@ -127,6 +140,7 @@ impl Metrics {
             source_cap_denials: SourceCapDenials::default(),
             certificate_reloads: Family::default(),
             relayed_bytes: Counter::default(),
+            identify: Family::default(),
         };
         relay.register(
             "relayed_bytes",
@@ -210,6 +224,11 @@ impl Metrics {
             metrics.source_cap_denials.clone(),
         );
         relay.register(
+            "identify",
+            "Identify exchanges with peers, by event (received, sent, pushed, error)",
+            metrics.identify.clone(),
+        );
+        relay.register(
             "throttled_seconds",
             "Time circuit streams waited for a bandwidth cap, by cap (circuit, peer, total)",
             metrics.throttled_seconds.clone(),
@@ -219,6 +238,14 @@ impl Metrics {
 
     pub fn record_swarm<E>(&self, event: &libp2p::swarm::SwarmEvent<E>) {
         use libp2p::metrics::Recorder;
+        // A candidate is an address a peer says it saw us at (identify): any protocol
+        // stack it likes, and the recorder's counters keep every label forever.
+        if matches!(
+            event,
+            libp2p::swarm::SwarmEvent::NewExternalAddrCandidate { .. }
+        ) {
+            return;
+        }
         self.libp2p.record(event);
     }
 
@@ -227,9 +254,16 @@ impl Metrics {
         self.libp2p.record(event);
     }
 
+    /// Counted by kind only: libp2p's recorder would label gauges with the protocol
+    /// stacks of the addresses the peer reports (see the module doc).
     pub fn record_identify(&self, event: &identify::Event) {
-        use libp2p::metrics::Recorder;
-        self.libp2p.record(event);
+        let event = match event {
+            identify::Event::Received { .. } => "received",
+            identify::Event::Sent { .. } => "sent",
+            identify::Event::Pushed { .. } => "pushed",
+            identify::Event::Error { .. } => "error",
+        };
+        self.identify.get_or_create(&IdentifyLabel { event }).inc();
     }
 
     pub fn record_ping(&self, event: &ping::Event) {

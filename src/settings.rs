@@ -116,6 +116,21 @@ pub const SETTINGS: &[Setting] = &[
         "incoming connections still in their handshake",
     ),
     setting(
+        "connections.max_pending_per_ip",
+        "DUSK_RELAY_MAX_PENDING_PER_IP",
+        "incoming connections still in their handshake from one IP address; 0 = no limit",
+    ),
+    setting(
+        "connections.max_pending_per_ipv6_64",
+        "DUSK_RELAY_MAX_PENDING_PER_IPV6_64",
+        "handshakes in flight from one IPv6 /64; 0 = no limit",
+    ),
+    setting(
+        "connections.max_pending_per_ipv6_48",
+        "DUSK_RELAY_MAX_PENDING_PER_IPV6_48",
+        "handshakes in flight from one IPv6 /48; 0 = no limit",
+    ),
+    setting(
         "connections.max_per_ip",
         "DUSK_RELAY_MAX_CONNECTIONS_PER_IP",
         "connections (pending or established) from one IP address; 0 = no limit",
@@ -124,6 +139,11 @@ pub const SETTINGS: &[Setting] = &[
         "connections.max_per_ipv6_64",
         "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64",
         "connections from one IPv6 /64; 0 = no limit",
+    ),
+    setting(
+        "connections.max_per_ipv6_48",
+        "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_48",
+        "connections from one IPv6 /48; 0 = no limit",
     ),
     setting(
         "connections.max_memory_mib",
@@ -166,6 +186,11 @@ pub const SETTINGS: &[Setting] = &[
         "peers holding a reservation from one IPv6 /64; 0 = no limit",
     ),
     setting(
+        "relay.max_reservations_per_ipv6_48",
+        "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_48",
+        "peers holding a reservation from one IPv6 /48; 0 = no limit",
+    ),
+    setting(
         "relay.reservation_duration_secs",
         "DUSK_RELAY_RESERVATION_DURATION_SECS",
         "how long a reservation lasts before the client renews it",
@@ -189,6 +214,11 @@ pub const SETTINGS: &[Setting] = &[
         "relay.max_circuits_per_ipv6_64",
         "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_64",
         "open circuit ends at one IPv6 /64; 0 = no limit",
+    ),
+    setting(
+        "relay.max_circuits_per_ipv6_48",
+        "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_48",
+        "open circuit ends at one IPv6 /48; 0 = no limit",
     ),
     setting(
         "relay.max_circuit_duration_secs",
@@ -269,6 +299,56 @@ pub const SETTINGS: &[Setting] = &[
         "rendezvous.max_registrations",
         "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
         "registrations, all peers together",
+    ),
+    setting(
+        "rendezvous.max_registrations_per_ip",
+        "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IP",
+        "registrations made from one IP address (on this relay); 0 = no limit",
+    ),
+    setting(
+        "rendezvous.max_registrations_per_ipv6_64",
+        "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_64",
+        "registrations made from one IPv6 /64; 0 = no limit",
+    ),
+    setting(
+        "rendezvous.max_registrations_per_ipv6_48",
+        "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_48",
+        "registrations made from one IPv6 /48; 0 = no limit",
+    ),
+    setting(
+        "rendezvous.register_rate_per_peer",
+        "DUSK_RELAY_RENDEZVOUS_REGISTER_RATE_PER_PEER",
+        "REGISTER requests per minute per peer; 0 = no limit",
+    ),
+    setting(
+        "rendezvous.register_rate_per_ip",
+        "DUSK_RELAY_RENDEZVOUS_REGISTER_RATE_PER_IP",
+        "REGISTER requests per minute per IP; 0 = no limit",
+    ),
+    setting(
+        "rendezvous.max_record_bytes",
+        "DUSK_RELAY_RENDEZVOUS_MAX_RECORD_BYTES",
+        "largest signed peer record accepted (bytes)",
+    ),
+    setting(
+        "rendezvous.max_record_addrs",
+        "DUSK_RELAY_RENDEZVOUS_MAX_RECORD_ADDRS",
+        "most addresses one signed peer record may hold",
+    ),
+    setting(
+        "rendezvous.max_bytes_per_peer",
+        "DUSK_RELAY_RENDEZVOUS_MAX_BYTES_PER_PEER",
+        "record bytes one peer's registrations may hold, all namespaces together",
+    ),
+    setting(
+        "rendezvous.max_bytes",
+        "DUSK_RELAY_RENDEZVOUS_MAX_BYTES",
+        "record bytes the whole store may hold",
+    ),
+    setting(
+        "rendezvous.allow_discover_all",
+        "DUSK_RELAY_RENDEZVOUS_ALLOW_DISCOVER_ALL",
+        "true: answer DISCOVER without a namespace (lists every community's members)",
     ),
     setting(
         "rendezvous.allow_direct_addrs",
@@ -417,7 +497,8 @@ impl Layers {
             .parse()
             .map_err(|e: toml::de::Error| FileError::Syntax {
                 path: path.to_owned(),
-                message: e.to_string().trim_end().to_owned(),
+                // The snippet of the file may quote a store URL with its password.
+                message: crate::rendezvous::redis::redact_urls_in(e.to_string().trim_end()),
             })?;
         let mut leaves = Vec::new();
         flatten("", &table, &mut leaves);
@@ -431,7 +512,7 @@ impl Layers {
             let text = toml_to_text(value).map_err(|reason| FileError::BadValue {
                 path: path.to_owned(),
                 key: key.clone(),
-                value: value.to_string(),
+                value: crate::rendezvous::redis::redact_urls_in(&value.to_string()),
                 reason,
             })?;
             self.set(setting.env, text, Origin::File(path.to_owned()));

@@ -1,10 +1,20 @@
-//! Connection ceilings libp2p has no behaviour for: connections per source IP and per
-//! IPv6 /64, and a file-descriptor budget (strelaysrv's: refuse new connections once
-//! they would take the process past 80% of its open-file limit, so it never fails to
-//! accept, open a file or answer a health check for lack of descriptors).
+//! Connection ceilings libp2p has no behaviour for: connections and handshakes in flight
+//! per source IP, IPv6 /64 and IPv6 /48, and a file-descriptor budget (strelaysrv's:
+//! refuse new connections once they would take the process past 80% of its open-file
+//! limit, so it never fails to accept, open a file or answer a health check for lack of
+//! descriptors).
 //!
-//! Counted from the first packet of a connection (pending handshakes included) until it
-//! closes, and refused before any handshake work is done.
+//! A connection counts from its first packet (pending handshakes included) until it
+//! closes, and is refused before any handshake work is done. Handshakes in flight have a
+//! second, smaller tally: libp2p's `max_pending_incoming` is one pool for every transport,
+//! held up to the handshake timeout, so without it 16 IPv4 addresses (or four IPv6 /64s)
+//! that open handshakes and never finish them would hold every slot. A handshake leaves
+//! that tally when its connection is established, fails or is denied.
+//!
+//! QUIC handshakes count as any other. libp2p-quic 0.14 accepts every QUIC Initial
+//! without address validation (no retry), so their source IP is not proven: a host that
+//! forges UDP source addresses can take another IP's handshake slots for the QUIC
+//! handshake timeout (5 s).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,31 +30,61 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
+use crate::config::ConnectionLimits;
 use crate::source::{ip_of, SourceCap, Tally};
 
 /// Why [`SourceLimits`] refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// Connections (pending or established) from one source.
     Source(SourceCap),
+    /// Handshakes in flight from one source.
+    Pending(SourceCap),
     FileDescriptors,
 }
 
 impl Refusal {
-    /// The metric label and log word.
+    /// The metric label and log word: one of a fixed set of names.
     pub fn name(self) -> &'static str {
         match self {
             Refusal::Source(cap) => cap.name(),
+            Refusal::Pending(SourceCap::PerIp) => "pending_per_ip",
+            Refusal::Pending(SourceCap::PerIpv6Range) => "pending_per_ipv6_64",
+            Refusal::Pending(SourceCap::PerIpv6Site) => "pending_per_ipv6_48",
             Refusal::FileDescriptors => "file_descriptors",
+        }
+    }
+
+    /// What was exceeded, naming the setting that raises it.
+    fn explanation(self) -> &'static str {
+        match self {
+            Refusal::Source(SourceCap::PerIp) => {
+                "too many connections from one IP address (DUSK_RELAY_MAX_CONNECTIONS_PER_IP)"
+            }
+            Refusal::Source(SourceCap::PerIpv6Range) => {
+                "too many connections from one IPv6 /64 (DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64)"
+            }
+            Refusal::Source(SourceCap::PerIpv6Site) => {
+                "too many connections from one IPv6 /48 (DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_48)"
+            }
+            Refusal::Pending(SourceCap::PerIp) => {
+                "too many handshakes in flight from one IP address (DUSK_RELAY_MAX_PENDING_PER_IP)"
+            }
+            Refusal::Pending(SourceCap::PerIpv6Range) => {
+                "too many handshakes in flight from one IPv6 /64 (DUSK_RELAY_MAX_PENDING_PER_IPV6_64)"
+            }
+            Refusal::Pending(SourceCap::PerIpv6Site) => {
+                "too many handshakes in flight from one IPv6 /48 (DUSK_RELAY_MAX_PENDING_PER_IPV6_48)"
+            }
+            Refusal::FileDescriptors => {
+                "the relay is near its open-file limit (raise LimitNOFILE / ulimit -n)"
+            }
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("connection refused: {}", match .reason {
-    Refusal::Source(SourceCap::PerIp) => "too many connections from one IP address (DUSK_RELAY_MAX_CONNECTIONS_PER_IP)",
-    Refusal::Source(SourceCap::PerIpv6Range) => "too many connections from one IPv6 /64 (DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64)",
-    Refusal::FileDescriptors => "the relay is near its open-file limit (raise LimitNOFILE / ulimit -n)",
-})]
+#[error("connection refused: {}", .reason.explanation())]
 pub struct Refused {
     pub reason: Refusal,
 }
@@ -52,10 +92,20 @@ pub struct Refused {
 struct Tracked {
     ip: IpAddr,
     uses_descriptor: bool,
+    /// Still in its handshake, so counted in [`SourceLimits::handshakes`] too.
+    pending: bool,
 }
 
 pub struct SourceLimits {
-    tally: Tally,
+    /// Connections per source, pending or established.
+    sources: Tally,
+    /// Handshakes in flight per source, over TCP, WS and WSS.
+    handshakes: Tally,
+    /// The same for QUIC, apart: a QUIC Initial's source address is not validated
+    /// (libp2p-quic 0.14 cannot ask quinn for a retry), so whoever can forge UDP source
+    /// addresses could fill a victim IP's handshake slots. Kept apart, that locks the
+    /// victim out of QUIC only, never out of TCP, WS and WSS.
+    quic_handshakes: Tally,
     /// Connections that hold a file descriptor of their own (all but QUIC, whose
     /// connections share the listener's UDP socket), and how many may.
     descriptors: usize,
@@ -65,9 +115,23 @@ pub struct SourceLimits {
 
 impl SourceLimits {
     /// 0 for a cap means no limit; `descriptor_budget` `None` means no budget.
-    pub fn new(per_ip: usize, per_ipv6_64: usize, descriptor_budget: Option<usize>) -> Self {
+    pub fn new(limits: &ConnectionLimits, descriptor_budget: Option<usize>) -> Self {
         SourceLimits {
-            tally: Tally::new(per_ip, per_ipv6_64),
+            sources: Tally::new(
+                limits.max_per_ip,
+                limits.max_per_ipv6_64,
+                limits.max_per_ipv6_48,
+            ),
+            handshakes: Tally::new(
+                limits.max_pending_per_ip,
+                limits.max_pending_per_ipv6_64,
+                limits.max_pending_per_ipv6_48,
+            ),
+            quic_handshakes: Tally::new(
+                limits.max_pending_per_ip,
+                limits.max_pending_per_ipv6_64,
+                limits.max_pending_per_ipv6_48,
+            ),
             descriptors: 0,
             descriptor_budget,
             connections: HashMap::new(),
@@ -76,12 +140,35 @@ impl SourceLimits {
 
     /// Distinct source IPs with a connection (pending or established).
     pub fn source_ips(&self) -> usize {
-        self.tally.ips()
+        self.sources.ips()
+    }
+
+    /// The connection's handshake is over: it leaves the handshake tally.
+    fn established(&mut self, connection: ConnectionId) {
+        if let Some(tracked) = self.connections.get_mut(&connection) {
+            if tracked.pending {
+                tracked.pending = false;
+                let (ip, quic) = (tracked.ip, !tracked.uses_descriptor);
+                self.handshakes_of(quic).remove(ip);
+            }
+        }
+    }
+
+    fn handshakes_of(&mut self, quic: bool) -> &mut Tally {
+        if quic {
+            &mut self.quic_handshakes
+        } else {
+            &mut self.handshakes
+        }
     }
 
     fn release(&mut self, connection: ConnectionId) {
         if let Some(tracked) = self.connections.remove(&connection) {
-            self.tally.remove(tracked.ip);
+            self.sources.remove(tracked.ip);
+            if tracked.pending {
+                self.handshakes_of(!tracked.uses_descriptor)
+                    .remove(tracked.ip);
+            }
             if tracked.uses_descriptor {
                 self.descriptors -= 1;
             }
@@ -118,11 +205,19 @@ impl NetworkBehaviour for SourceLimits {
                 reason: Refusal::FileDescriptors,
             }));
         }
-        self.tally.try_add(ip).map_err(|cap| {
-            ConnectionDenied::new(Refused {
-                reason: Refusal::Source(cap),
-            })
-        })?;
+        // Both checked before either counts, so a refusal leaves no trace.
+        let refusal = match self.sources.would_exceed(ip, 1) {
+            Some(cap) => Some(Refusal::Source(cap)),
+            None => self
+                .handshakes_of(!uses_descriptor)
+                .would_exceed(ip, 1)
+                .map(Refusal::Pending),
+        };
+        if let Some(reason) = refusal {
+            return Err(ConnectionDenied::new(Refused { reason }));
+        }
+        self.sources.add(ip);
+        self.handshakes_of(!uses_descriptor).add(ip);
         if uses_descriptor {
             self.descriptors += 1;
         }
@@ -131,6 +226,7 @@ impl NetworkBehaviour for SourceLimits {
             Tracked {
                 ip,
                 uses_descriptor,
+                pending: true,
             },
         );
         Ok(())
@@ -159,6 +255,9 @@ impl NetworkBehaviour for SourceLimits {
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
+            FromSwarm::ConnectionEstablished(established) => {
+                self.established(established.connection_id)
+            }
             FromSwarm::ConnectionClosed(closed) => self.release(closed.connection_id),
             // A handshake that failed or was denied by another behaviour.
             FromSwarm::ListenFailure(failure) => self.release(failure.connection_id),

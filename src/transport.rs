@@ -32,6 +32,23 @@ pub enum WssTls {
 
 /// The transport every listener of the relay runs on, and that test clients dial with.
 /// `None` for `wss` dials WSS with the public web PKI roots and cannot listen on it.
+///
+/// What bounds a connection before its handshake is done, read from libp2p-core 0.44,
+/// libp2p-websocket 0.46 and soketto 0.8.1:
+/// - Time: `.timeout(upgrade_timeout)` wraps each transport's whole listener upgrade in
+///   libp2p-core's `TransportTimeout`, whose timer starts when the listener reports the
+///   accepted socket. `authenticate` and `multiplex` are `and_then`s on the inner
+///   upgrade, so the timer covers, in order, the TLS accept of WSS (an `and_then` on TCP
+///   in [`crate::wss`]), the WebSocket HTTP upgrade (libp2p-websocket's `map_upgrade`
+///   awaits both before yielding the stream), noise and yamux. QUIC has its own
+///   handshake timeout (libp2p-quic's, 5 s).
+/// - The HTTP upgrade request: soketto's server reads at most 8 KiB (in 8 KiB blocks,
+///   so its buffer stays under 16 KiB) looking for the end of the headers and parses at
+///   most 32 headers; anything longer fails the handshake.
+/// - WebSocket frames and messages: [`defaults::WEBSOCKET_MAX_FRAME_BYTES`], set below on
+///   both WebSocket configurations (here and the WSS listener's). soketto checks a frame
+///   header's declared length against it before allocating, and libp2p-websocket applies
+///   the same bound to whole (fragmented) messages.
 pub fn build(
     keypair: &Keypair,
     wss: Option<WssTls>,
@@ -44,6 +61,9 @@ pub fn build(
         .timeout(upgrade_timeout);
 
     let mut ws = websocket::Config::new(tcp::tokio::Transport::new(tcp_config()));
+    // libp2p-websocket's default is 256 MiB, which soketto allocates and zero-fills as
+    // soon as a frame header declares it, before a byte of payload or any handshake.
+    ws.set_max_data_size(defaults::WEBSOCKET_MAX_FRAME_BYTES);
     let wss_listener = match wss {
         Some(WssTls::Trust(tls)) => {
             ws.set_tls_config(tls);

@@ -10,6 +10,9 @@
 //!
 //! Listen only: the relay never dials, and clients dial `/tls/ws` with libp2p's own
 //! WebSocket TLS.
+//!
+//! The TLS accept runs inside the listener upgrade, so the transport's upgrade timeout
+//! (`transport.rs`) bounds it with the WebSocket upgrade, noise and yamux.
 
 use std::collections::HashMap;
 use std::io;
@@ -24,6 +27,8 @@ use libp2p::core::transport::{DialOpts, ListenerId, TransportError, TransportEve
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::{tcp, websocket, Multiaddr, Transport};
+
+use crate::defaults;
 
 /// Secure WebSocket listeners over `tcp`, answering TLS with `server_config`.
 pub fn listener(
@@ -52,8 +57,12 @@ pub fn listener(
         }
         .boxed()
     });
+    let mut inner = websocket::Config::new(tls_over_tcp);
+    // As for plain WebSocket (see `transport.rs`): libp2p-websocket's 256 MiB default is
+    // allocated as soon as a frame header declares it.
+    inner.set_max_data_size(defaults::WEBSOCKET_MAX_FRAME_BYTES);
     WssListener {
-        inner: websocket::Config::new(tls_over_tcp),
+        inner,
         secure_suffixes: HashMap::new(),
     }
 }

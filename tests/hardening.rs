@@ -53,8 +53,10 @@ async fn reservation_flood_from_one_ip_is_capped_while_another_ip_still_reserves
     const PER_IP: usize = 8;
     let relay = TestRelay::start_with(|c| {
         c.relay.max_reservations_per_ip = PER_IP;
-        // The reservation cap is under test: no connection cap or rate limit in its way.
+        // The reservation cap is under test: no connection or handshake cap or rate
+        // limit in its way.
         c.connection_limits.max_per_ip = 0;
+        c.connection_limits.max_pending_per_ip = 0;
         c.relay.reservation_rate_per_ip = 0;
     })
     .await;
@@ -464,8 +466,7 @@ async fn circuits_over_the_per_ip_cap_are_refused_while_another_ip_still_opens_o
     // One circuit is two ends at 127.0.0.1 (the source's HOP stream, the destination's
     // STOP stream): a second circuit between the same two clients passes the cap.
     let relay = TestRelay::start_with(|c| c.relay.max_circuits_per_ip = 2).await;
-    let tcp = relay.addr(Transport::Tcp);
-    let (a, mut b) = open_circuit(&relay, Transport::Tcp).await;
+    let (a, b) = open_circuit(&relay, Transport::Tcp).await;
     let status = hop::hop_request(&b, relay.peer_id(), hop::connect(a.peer_id)).await;
     assert_eq!(status, Some(RESOURCE_LIMIT_EXCEEDED));
     let scrape = scrape(relay.handle.http_addr.expect("metrics on")).await;
@@ -484,7 +485,19 @@ async fn circuits_over_the_per_ip_cap_are_refused_while_another_ip_still_opens_o
     c.quic_from(OTHER_IP).await;
     c.connect(&quic).await;
     c.dial_through(&quic, a.peer_id).await;
-    b.connect(&tcp).await;
+    let after = support::scrape(relay.handle.http_addr.expect("metrics on")).await;
+    assert_eq!(
+        metric_sum(
+            &after,
+            "dusk_relay_source_cap_denials_total",
+            &[("what", "circuit"), ("cap", "per_ip")]
+        ),
+        1.0,
+        "the circuit from {OTHER_IP} was not refused by 127.0.0.1's cap"
+    );
+    // 127.0.0.1 is still at its cap: B is refused again.
+    let status = hop::hop_request(&b, relay.peer_id(), hop::connect(a.peer_id)).await;
+    assert_eq!(status, Some(RESOURCE_LIMIT_EXCEEDED));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -530,4 +543,164 @@ async fn connections_past_the_open_file_budget_are_refused_and_quic_still_connec
     drop(flooders);
     relay.signal(libc::SIGTERM);
     assert!(relay.exit_status().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_memory_ceiling_every_new_connection_is_refused_and_counted() {
+    // 1 MiB: the relay binary is over it from its start (10-15 MiB resident), so every
+    // connection meets the ceiling (the flood test above stays far under its 128 MiB).
+    const ATTEMPTS: usize = 3;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = relay_command(dir.path());
+    command
+        .env("DUSK_RELAY_MAX_MEMORY_MIB", "1")
+        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
+        .env("DUSK_RELAY_WS_PORT", "off")
+        .env("DUSK_RELAY_WSS_PORT", "off");
+    let mut relay = RelayProcess::spawn(command);
+    relay.line_containing("dusk relay ready").await;
+    let tcp = binary_addr(&relay, Transport::Tcp);
+    let metrics = binary_metrics_addr(&relay);
+
+    for _ in 0..ATTEMPTS {
+        let mut client = Client::new(None).await;
+        let refused = client.try_connect(&tcp).await;
+        assert!(refused.is_err(), "a connection past the memory ceiling");
+    }
+    let refused = metric_sum(
+        &scrape(metrics).await,
+        "dusk_relay_connections_refused_total",
+        &[("reason", "memory")],
+    );
+    assert_eq!(refused, ATTEMPTS as f64, "refusals counted as `memory`");
+    // The operator is told which setting refused them.
+    let line = relay.line_containing("connection refused: ").await;
+    assert!(line.contains("DUSK_RELAY_MAX_MEMORY_MIB"), "{line}");
+    relay.signal(libc::SIGTERM);
+    assert!(relay.exit_status().await.success());
+}
+
+/// A reservation made with a raw RESERVE (no relay client, so nothing renews it).
+async fn raw_reservation(client: &Client, relay: libp2p::PeerId) -> Option<i32> {
+    hop::hop_request(client, relay, hop::reserve()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reservation_that_expires_frees_its_per_ip_slot_while_its_peer_stays_connected() {
+    let relay = TestRelay::start_with(|c| {
+        c.relay.max_reservations_per_ip = 1;
+        c.relay.reservation_duration = Duration::from_secs(2);
+        c.relay.reservation_rate_per_ip = 0;
+    })
+    .await;
+    let relay_id = relay.peer_id();
+    let tcp = relay.addr(Transport::Tcp);
+    let mut events = relay.subscribe();
+    let (mut a, mut b) = (Client::new(None).await, Client::new(None).await);
+    a.connect(&tcp).await;
+    b.connect(&tcp).await;
+    assert_eq!(raw_reservation(&a, relay_id).await, Some(OK));
+    assert_eq!(
+        raw_reservation(&b, relay_id).await,
+        Some(RESOURCE_LIMIT_EXCEEDED),
+        "127.0.0.1's one slot is A's"
+    );
+    let a_id = a.peer_id;
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::ReservationEnded { peer } if *peer == a_id).then_some(())
+    })
+    .await;
+    assert!(
+        a.call(move |s| s.is_connected(&relay_id)).await,
+        "A is still connected"
+    );
+    assert_eq!(raw_reservation(&b, relay_id).await, Some(OK));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reservation_whose_connection_closes_frees_its_per_ip_slot_while_its_peer_keeps_another_connection(
+) {
+    let relay = TestRelay::start_with(|c| {
+        c.relay.max_reservations_per_ip = 1;
+        c.relay.reservation_rate_per_ip = 0;
+    })
+    .await;
+    let relay_id = relay.peer_id();
+    let tcp = relay.addr(Transport::Tcp);
+    let mut events = relay.subscribe();
+    let (mut a, mut b) = (Client::new(None).await, Client::new(None).await);
+    // A new connection of A's each time (a dial without a peer id is never skipped).
+    async fn new_connection(
+        client: &mut Client,
+        addr: &libp2p::Multiaddr,
+    ) -> libp2p::swarm::ConnectionId {
+        let addr = addr.clone();
+        client.call(move |s| s.dial(addr)).await.expect("dial");
+        client
+            .next("a new connection", |e| match e {
+                SwarmEvent::ConnectionEstablished { connection_id, .. } => Some(connection_id),
+                _ => None,
+            })
+            .await
+    }
+    let reserved_on = new_connection(&mut a, &tcp).await;
+    assert_eq!(raw_reservation(&a, relay_id).await, Some(OK));
+    b.connect(&tcp).await;
+    assert_eq!(
+        raw_reservation(&b, relay_id).await,
+        Some(RESOURCE_LIMIT_EXCEEDED),
+        "127.0.0.1's one slot is A's"
+    );
+    let _spare = new_connection(&mut a, &tcp).await;
+    assert!(a.call(move |s| s.close_connection(reserved_on)).await);
+    let a_id = a.peer_id;
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::ReservationEnded { peer } if *peer == a_id).then_some(())
+    })
+    .await;
+    assert!(
+        a.call(move |s| s.is_connected(&relay_id)).await,
+        "A keeps its other connection"
+    );
+    assert_eq!(
+        raw_reservation(&b, relay_id).await,
+        Some(OK),
+        "A's reservation ended with its connection: its slot is free"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_refused_registrations_writes_one_info_line_per_interval() {
+    const REFUSED: usize = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = relay_command(dir.path());
+    command
+        .env("DUSK_RELAY_WS_PORT", "off")
+        .env("DUSK_RELAY_WSS_PORT", "off")
+        .env("DUSK_RELAY_METRICS_ADDR", "off");
+    let mut relay = RelayProcess::spawn(command);
+    relay.line_containing("dusk relay ready").await;
+    let tcp = binary_addr(&relay, Transport::Tcp);
+    let relay_id = peer_of(&tcp);
+    let mut client = Client::new(None).await;
+    // Its circuit address is what it registers.
+    client.reserve(&tcp).await;
+    for _ in 0..REFUSED {
+        // A TTL far over the relay's maximum: refused.
+        let refused = register(&mut client, relay_id, "dusk/flood", Some(u32::MAX as u64)).await;
+        assert!(refused.is_err(), "{refused:?}");
+    }
+    relay.signal(libc::SIGTERM);
+    assert!(relay.exit_status().await.success());
+    relay.rest().await;
+    let info = relay
+        .seen
+        .iter()
+        .filter(|l| l.contains("rendezvous registration refused"))
+        .count();
+    assert_eq!(
+        info, 1,
+        "{REFUSED} refusals within seconds: the first at info, the rest folded into the next \
+         line (README, log_throttle.rs)"
+    );
 }

@@ -358,3 +358,135 @@ async fn the_destination_of_a_circuit_never_receives_the_source_addresses() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Text a peer writes: its identify agent version and addresses end up in log lines and
+// (through libp2p-metrics' identify and swarm recorders) in metric labels.
+
+/// An identify push as an attacker writes it (libp2p identify's `Identify` protobuf;
+/// every field optional in a push).
+#[derive(Clone, PartialEq, prost::Message)]
+struct IdentifyPush {
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    listen_addrs: Vec<Vec<u8>>,
+    #[prost(string, repeated, tag = "3")]
+    protocols: Vec<String>,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    observed_addr: Option<Vec<u8>>,
+    #[prost(string, optional, tag = "6")]
+    agent_version: Option<String>,
+}
+
+/// The text after each newline a peer smuggles in: a whole log line of the relay's own
+/// kind, which must never stand on a line of its own.
+const FORGED: &str = "2030-01-01T00:00:00.000000Z  INFO dusk_relay::events: FORGED";
+
+/// The label values of every sample in a Prometheus text exposition.
+fn label_values(body: &str) -> Vec<String> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once('{')?;
+            let (labels, _) = rest.rsplit_once('}')?;
+            Some(labels.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_cannot_forge_log_lines_or_metric_labels_with_its_identify_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = relay_command(dir.path());
+    command
+        .env("RUST_LOG", "debug")
+        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
+        .env("DUSK_RELAY_WS_PORT", "off")
+        .env("DUSK_RELAY_WSS_PORT", "off");
+    let mut out = RelayProcess::spawn(command);
+    out.line_containing("dusk relay ready").await;
+    let tcp: Multiaddr = out
+        .seen
+        .iter()
+        .filter(|l| l.contains("relay address: "))
+        .map(|l| after(l, "relay address: ").parse().expect("a multiaddr"))
+        .find(|a| Transport::Tcp.matches(a))
+        .expect("a TCP address");
+    let metrics: std::net::SocketAddr = out
+        .seen
+        .iter()
+        .find_map(|l| l.split_once("metrics and health endpoint: http://"))
+        .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
+        .expect("the metrics endpoint");
+    let relay_id = peer_of(&tcp);
+
+    let mut client = Client::new(None).await;
+    let client_id = client.peer_id;
+    client.connect(&tcp).await;
+    // The relay has identified the client: a push is merged into what it knows.
+    out.line_containing(&format!("identified peer={client_id}"))
+        .await;
+
+    // Stacks the relay's own addresses never have, so a label showing them came from
+    // the peer.
+    let dns = |marker: &str| -> Vec<u8> {
+        Multiaddr::empty()
+            .with(Protocol::Dns(
+                format!("evil.example\n{FORGED}-{marker}").into(),
+            ))
+            .with(Protocol::Tcp(4001))
+            .with(Protocol::Tls)
+            .with(Protocol::Sni(format!("x\n{FORGED}-{marker}-sni").into()))
+            .with(Protocol::Ws("/".into()))
+            .to_vec()
+    };
+    let push = IdentifyPush {
+        listen_addrs: vec![dns("LISTEN")],
+        protocols: vec![format!("/evil\r{FORGED}-PROTOCOL")],
+        observed_addr: Some(dns("OBSERVED")),
+        agent_version: Some(format!("dusk/1.0\n{FORGED}-AGENT")),
+    };
+    let mut control = client.control.clone();
+    let mut stream = within(
+        EVENT_TIMEOUT,
+        "identify push stream",
+        control.open_stream(relay_id, libp2p::StreamProtocol::new("/ipfs/id/push/1.0.0")),
+    )
+    .await
+    .expect("the relay takes identify pushes");
+    stream
+        .write_all(&frame(&push.encode_to_vec()))
+        .await
+        .expect("push");
+    stream.close().await.expect("close");
+    // The agent version (our debug line) and the observed address (libp2p-identify's
+    // own info line) are logged.
+    out.lines_containing_all(&[format!("{FORGED}-AGENT"), format!("{FORGED}-OBSERVED")])
+        .await;
+
+    let (status, body) = http(metrics, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    let peer_labels: Vec<_> = label_values(&body)
+        .into_iter()
+        .filter(|l| l.contains("dns") || l.contains("sni") || l.contains("FORGED"))
+        .collect();
+
+    drop(client);
+    out.signal(libc::SIGTERM);
+    let status = out.exit_status().await;
+    out.rest().await;
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+    let forged: Vec<_> = out
+        .seen
+        .iter()
+        .filter(|l| l.starts_with(FORGED) || l.contains('\r'))
+        .collect();
+    assert!(
+        forged.is_empty() && peer_labels.is_empty(),
+        "lines the peer wrote:\n{}\n\nlabels made of the peer's data: {peer_labels:?}",
+        forged
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use dusk_relay::rendezvous::redis::RedisStore;
 use dusk_relay::rendezvous::store::{
-    Caps, NewRegistration, Page, RegisterOutcome, Store, StoredRegistration,
+    entry_bytes, Caps, NewRegistration, Page, RegisterOutcome, Store, StoredRegistration,
 };
 use libp2p::PeerId;
 use support::redis::RedisServer;
@@ -34,12 +34,18 @@ macro_rules! redis_or_skip {
 const CAPS: Caps = Caps {
     per_peer: 2,
     total: 3,
+    per_peer_bytes: usize::MAX,
+    total_bytes: usize::MAX,
 };
 const ROOMY: Caps = Caps {
     per_peer: 1000,
     total: 100_000,
+    per_peer_bytes: usize::MAX,
+    total_bytes: usize::MAX,
 };
 const OK: RegisterOutcome = RegisterOutcome::Registered;
+/// The byte budget of one discover page: the frame size.
+const FRAME: usize = 1024 * 1024;
 /// Bound on waiting for something that takes a second or two.
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -83,7 +89,7 @@ async fn discover(
     limit: usize,
 ) -> Vec<StoredRegistration> {
     store
-        .discover(ns.map(str::to_owned), after, limit)
+        .discover(ns.map(str::to_owned), after, limit, FRAME)
         .await
         .expect("discover")
         .registrations
@@ -249,6 +255,8 @@ async fn expired_registrations_are_gone() {
     let caps = Caps {
         per_peer: 1,
         total: 2,
+        per_peer_bytes: usize::MAX,
+        total_bytes: usize::MAX,
     };
     // (Two seconds, so that a stalled test machine does not expire it too soon.)
     assert_eq!(register(&store, "x", a, secs(2), caps).await, OK);
@@ -289,11 +297,13 @@ async fn expired_registrations_are_gone() {
         redis_keys(&server).await,
         [
             "dusk:rdv:all".to_owned(),
+            "dusk:rdv:bytes".to_owned(),
             "dusk:rdv:exp".to_owned(),
             "dusk:rdv:ns:x".to_owned(),
             format!("dusk:rdv:peer:{b58}"),
             format!("dusk:rdv:reg:{b58}:x"),
             "dusk:rdv:seq".to_owned(),
+            "dusk:rdv:size".to_owned(),
         ]
     );
     store.unregister("x".into(), b).await.unwrap();
@@ -472,13 +482,257 @@ async fn two_relays_share_registrations_and_one_sequence() {
     assert_eq!(seen, peers.iter().copied().collect());
 }
 
+fn sized(ns: &str, peer: PeerId, bytes: usize, ttl: Duration) -> NewRegistration {
+    NewRegistration {
+        namespace: ns.into(),
+        peer,
+        record: vec![7; bytes],
+        ttl,
+    }
+}
+
+const BYTE_CAPS: Caps = Caps {
+    per_peer: 100,
+    total: 1000,
+    per_peer_bytes: 10_000,
+    total_bytes: 25_000,
+};
+
+async fn register_sized(
+    store: &RedisStore,
+    ns: &str,
+    peer: PeerId,
+    bytes: usize,
+) -> RegisterOutcome {
+    store
+        .register(sized(ns, peer, bytes, secs(60)), BYTE_CAPS)
+        .await
+        .expect("register")
+}
+
+/// The store's byte counter, read with a separate client (0 when the key is absent).
+async fn byte_counter(server: &RedisServer) -> u64 {
+    let mut connection = raw(server).await;
+    let bytes: Option<u64> = redis::cmd("GET")
+        .arg("dusk:rdv:bytes")
+        .query_async(&mut connection)
+        .await
+        .expect("GET");
+    bytes.unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_peer_cannot_hold_more_record_bytes_than_its_cap() {
+    let server = redis_or_skip!();
+    let store = connect(&server).await;
+    let (a, b) = (PeerId::random(), PeerId::random());
+    assert_eq!(register_sized(&store, "x", a, 6_000).await, OK);
+    assert_eq!(register_sized(&store, "y", a, 4_000).await, OK);
+    // One byte more than the cap, in another namespace: refused.
+    assert_eq!(
+        register_sized(&store, "z", a, 1).await,
+        RegisterOutcome::PeerBytesFull
+    );
+    // A re-registration counts its new record instead of its old one: 6,000 -> 6,002
+    // does not fit (and the old record stays), 6,000 -> 5,999 does.
+    assert_eq!(
+        register_sized(&store, "x", a, 6_002).await,
+        RegisterOutcome::PeerBytesFull
+    );
+    assert_eq!(
+        discover(&store, Some("x"), 0, 10).await[0].record.len(),
+        6_000
+    );
+    assert_eq!(register_sized(&store, "x", a, 5_999).await, OK);
+    assert_eq!(register_sized(&store, "z", a, 1).await, OK);
+    // Another peer has a cap of its own.
+    assert_eq!(register_sized(&store, "x", b, 10_000).await, OK);
+    // Unregistering releases the peer's bytes.
+    store.unregister("y".into(), a).await.unwrap();
+    assert_eq!(register_sized(&store, "w", a, 4_000).await, OK);
+    assert_eq!(byte_counter(&server).await, 5_999 + 1 + 4_000 + 10_000);
+}
+
+#[tokio::test]
+async fn the_store_cannot_hold_more_record_bytes_than_its_cap() {
+    let server = redis_or_skip!();
+    let store = connect(&server).await;
+    let peers: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+    for &peer in &peers[..2] {
+        assert_eq!(register_sized(&store, "x", peer, 10_000).await, OK);
+    }
+    assert_eq!(
+        register_sized(&store, "x", peers[2], 5_001).await,
+        RegisterOutcome::StoreBytesFull
+    );
+    assert_eq!(register_sized(&store, "x", peers[2], 5_000).await, OK);
+    assert_eq!(
+        register_sized(&store, "x", peers[3], 1).await,
+        RegisterOutcome::StoreBytesFull
+    );
+    // A smaller re-registration frees the difference.
+    assert_eq!(register_sized(&store, "x", peers[0], 9_000).await, OK);
+    assert_eq!(register_sized(&store, "x", peers[3], 1_000).await, OK);
+    assert_eq!(
+        register_sized(&store, "y", peers[3], 1).await,
+        RegisterOutcome::StoreBytesFull
+    );
+    assert_eq!(byte_counter(&server).await, 25_000);
+
+    // Unregistering and a zero-TTL re-registration release bytes.
+    store.unregister("x".into(), peers[3]).await.unwrap();
+    let zero = sized("x", peers[2], 5_000, Duration::ZERO);
+    assert_eq!(store.register(zero, BYTE_CAPS).await.unwrap(), OK);
+    assert_eq!(byte_counter(&server).await, 19_000);
+
+    // A record that Redis expires by itself, while no operation runs, releases its
+    // bytes too: the counter must not stay high for ever.
+    // (Two seconds, so that a stalled test machine does not expire it too soon.)
+    let short = sized("x", peers[4], 6_000, secs(2));
+    assert_eq!(store.register(short, BYTE_CAPS).await.unwrap(), OK);
+    assert_eq!(
+        register_sized(&store, "y", peers[3], 1).await,
+        RegisterOutcome::StoreBytesFull
+    );
+    let connection = raw(&server).await;
+    let key = format!("dusk:rdv:reg:{}:x", peers[4].to_base58());
+    eventually("Redis to expire the short record", || {
+        let mut connection = connection.clone();
+        let key = key.clone();
+        async move {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await
+                .expect("EXISTS");
+            !exists
+        }
+    })
+    .await;
+    assert_eq!(register_sized(&store, "y", peers[3], 6_000).await, OK);
+    assert_eq!(byte_counter(&server).await, 25_000);
+
+    // Once everything is gone, so is the counter (no key leaks).
+    for (ns, peer) in [("x", peers[0]), ("x", peers[1]), ("y", peers[3])] {
+        store.unregister(ns.into(), peer).await.unwrap();
+    }
+    assert_eq!(redis_keys(&server).await, ["dusk:rdv:seq"]);
+}
+
+#[tokio::test]
+async fn the_byte_total_stays_exact_across_many_expiries() {
+    let server = redis_or_skip!();
+    let store = connect(&server).await;
+    let caps = Caps {
+        per_peer: 10,
+        total: 10_000,
+        per_peer_bytes: usize::MAX,
+        total_bytes: 500 * 100,
+    };
+    // 500 records of 100 bytes fill the store, then expire on their own: more than one
+    // sweep batch (100) but less than a register sweeps before refusing.
+    let peers: Vec<PeerId> = (0..500).map(|_| PeerId::random()).collect();
+    for chunk in peers.chunks(100) {
+        let outcomes = futures::future::join_all(
+            chunk
+                .iter()
+                .map(|&peer| store.register(sized("x", peer, 100, secs(3)), caps)),
+        )
+        .await;
+        assert!(outcomes.into_iter().all(|o| o.unwrap() == OK));
+    }
+    assert_eq!(byte_counter(&server).await, 50_000);
+    let late = PeerId::random();
+    assert_eq!(
+        store
+            .register(sized("y", late, 100, secs(60)), caps)
+            .await
+            .unwrap(),
+        RegisterOutcome::StoreBytesFull
+    );
+    let mut connection = raw(&server).await;
+    eventually("Redis to expire the records", || {
+        let mut connection = connection.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("dusk:rdv:reg:*")
+                .query_async(&mut connection)
+                .await
+                .expect("KEYS");
+            keys.is_empty()
+        }
+    })
+    .await;
+    // One register sweeps what it needs (three batches besides its own) and fits; the
+    // next operation sweeps the last batch, and the counter is the live bytes exactly.
+    let big = sized("y", late, 40_000, secs(60));
+    assert_eq!(store.register(big, caps).await.unwrap(), OK);
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert_eq!(byte_counter(&server).await, 40_000);
+    let in_expiry: usize = redis::cmd("ZCARD")
+        .arg("dusk:rdv:exp")
+        .query_async(&mut connection)
+        .await
+        .expect("ZCARD");
+    assert_eq!(in_expiry, 1);
+}
+
+#[tokio::test]
+async fn a_discover_over_large_records_returns_at_most_the_frame_budget() {
+    let server = redis_or_skip!();
+    let store = connect(&server).await;
+    // 40 records of 100 KiB: 4 MiB in the store, four frames' worth.
+    for _ in 0..40 {
+        let registration = sized("x", PeerId::random(), 100 * 1024, secs(60));
+        assert_eq!(store.register(registration, ROOMY).await.unwrap(), OK);
+    }
+    for namespace in [Some("x"), None] {
+        let pages = page_through(&store, namespace, 1000).await;
+        let sizes: Vec<usize> = pages.iter().map(|p| p.registrations.len()).collect();
+        assert_eq!(sizes, [10, 10, 10, 10], "{namespace:?}");
+        for page in &pages {
+            let bytes: usize = page
+                .registrations
+                .iter()
+                .map(|r| entry_bytes(&r.namespace, &r.record))
+                .sum();
+            assert!(bytes <= FRAME, "{namespace:?}: a page of {bytes} bytes");
+        }
+        let distinct: HashSet<PeerId> = pages
+            .iter()
+            .flat_map(|p| p.registrations.iter().map(|r| r.peer))
+            .collect();
+        assert_eq!(distinct.len(), 40);
+    }
+    // A record larger than the whole budget is still returned, alone, so it cannot
+    // stop a client from paging past it.
+    let page = store.discover(None, 0, 1000, 1000).await.unwrap();
+    assert_eq!(page.registrations.len(), 1);
+}
+
+#[tokio::test]
+async fn a_huge_ttl_is_clamped_not_a_failure() {
+    let server = redis_or_skip!();
+    let store = connect(&server).await;
+    let a = PeerId::random();
+    let forever = sized("x", a, 10, Duration::MAX);
+    assert_eq!(store.register(forever, CAPS).await.unwrap(), OK);
+    let page = discover(&store, Some("x"), 0, 10).await;
+    assert_eq!(keys_of(&page), [("x".to_owned(), a)]);
+    assert!(
+        page[0].ttl_secs > 365 * 24 * 3600,
+        "ttl {}",
+        page[0].ttl_secs
+    );
+}
+
 /// Pages `namespace` `limit` at a time from the start; returns the pages.
 async fn page_through(store: &RedisStore, namespace: Option<&str>, limit: usize) -> Vec<Page> {
     let mut pages = Vec::new();
     let mut after = 0;
     loop {
         let page = store
-            .discover(namespace.map(str::to_owned), after, limit)
+            .discover(namespace.map(str::to_owned), after, limit, FRAME)
             .await
             .expect("discover");
         let Some(last) = page.registrations.last() else {
@@ -552,8 +806,8 @@ async fn all_operations_fail_fast(store: &RedisStore, peer: PeerId) {
     )
     .await;
     fails_fast("unregister", store.unregister("down".into(), peer)).await;
-    fails_fast("discover", store.discover(Some("x".into()), 0, 10)).await;
-    fails_fast("discover all", store.discover(None, 0, 10)).await;
+    fails_fast("discover", store.discover(Some("x".into()), 0, 10, FRAME)).await;
+    fails_fast("discover all", store.discover(None, 0, 10, FRAME)).await;
     fails_fast("count", store.count()).await;
 }
 

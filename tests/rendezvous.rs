@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dusk_relay::rendezvous::store::{Caps, NewRegistration, RegisterOutcome};
-use dusk_relay::rendezvous::{proto, MemoryStore, ResponseStatus, Store};
+use dusk_relay::rendezvous::{
+    is_circuit_via, proto, MemoryStore, OwnAddresses, ResponseStatus, Store,
+};
 use dusk_relay::{Relay, RelayEvent};
 use libp2p::core::PeerRecord;
 use libp2p::multiaddr::Protocol;
@@ -56,18 +58,20 @@ async fn register_discover_unregister(transport: Transport) {
     }
 
     b.connect(&relay.addr(transport)).await;
+    let own: OwnAddresses = relay.handle.listen_addrs.iter().cloned().collect();
     for namespace in &namespaces {
         let found = discover(&mut b, relay_id, namespace).await;
         let registration = found
             .iter()
             .find(|r| r.record.peer_id() == a.peer_id)
             .unwrap_or_else(|| panic!("{} not found under {namespace}", a.peer_id));
-        // A's record holds only its circuit address: discovery reveals no IP of A's.
+        // A's record holds only circuit addresses through this relay (the server's own
+        // rule): discovery reveals no IP of A's and sends no dialer anywhere else.
         assert!(!registration.record.addresses().is_empty());
         for addr in registration.record.addresses() {
             assert!(
-                addr.iter().any(|p| p == Protocol::P2pCircuit),
-                "non-circuit address {addr}"
+                is_circuit_via(addr, relay_id, &own, a.peer_id),
+                "not a circuit through this relay: {addr}"
             );
         }
     }
@@ -313,6 +317,8 @@ async fn discover_pages_2500_registrations_at_most_1000_at_a_time() {
     let caps = Caps {
         per_peer: 1,
         total: 10_000,
+        per_peer_bytes: usize::MAX,
+        total_bytes: usize::MAX,
     };
     let mut expected = HashSet::new();
     for _ in 0..2500 {

@@ -1,16 +1,27 @@
 //! The default store: registrations in this process's memory, lost on restart (clients
-//! re-register well within their TTL). Bounded by the registration caps.
+//! re-register well within their TTL). Bounded by the registration caps, in number and
+//! in record bytes, per peer and in total.
+//!
+//! The server polls store futures on the swarm task, which must never wait: every
+//! operation takes the lock and does its work on tokio's blocking pool, when the future
+//! is first polled, so a long operation (a sweep of many expired registrations, a
+//! discover copying a page) or a contended lock delays only other store operations.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use futures::future::{self, BoxFuture, FutureExt};
+use futures::future::{BoxFuture, FutureExt};
 use libp2p::PeerId;
 
 use super::store::{
-    Caps, NewRegistration, Page, RegisterOutcome, Store, StoreError, StoredRegistration,
+    entry_bytes, Caps, NewRegistration, Page, RegisterOutcome, Store, StoreError,
+    StoredRegistration,
 };
+
+/// TTLs are clamped to this (about 100 years, as in the Redis store): `Instant + ttl`
+/// then cannot overflow, whatever TTL the operator allows.
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 fn unix_micros() -> u64 {
     std::time::SystemTime::now()
@@ -28,12 +39,26 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Registrations) -> T) -> T {
-        // The state is updated in one step per operation; a panic elsewhere cannot leave
-        // it half-written, so a poisoned lock is still usable.
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.expire(Instant::now());
-        f(&mut inner)
+    /// Runs `f` on the registrations, with expired ones removed first, on the blocking
+    /// pool once the returned future is polled (not on the polling task: see the
+    /// module's doc).
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Registrations) -> T + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let inner = self.inner.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                // The state is updated in one step per operation; a panic elsewhere
+                // cannot leave it half-written, so a poisoned lock is still usable.
+                let mut inner = inner.lock().unwrap_or_else(PoisonError::into_inner);
+                inner.expire(Instant::now());
+                f(&mut inner)
+            })
+            .await
+            .map_err(|e| StoreError(format!("memory store operation failed: {e}")))
+        }
+        .boxed()
     }
 }
 
@@ -41,6 +66,13 @@ struct Entry {
     seq: u64,
     record: Vec<u8>,
     expires: Instant,
+}
+
+/// What one peer holds, for its caps.
+#[derive(Default)]
+struct Usage {
+    registrations: usize,
+    bytes: usize,
 }
 
 #[derive(Default)]
@@ -51,7 +83,9 @@ struct Registrations {
     by_seq: BTreeMap<u64, (String, PeerId)>,
     /// Per namespace: sequence numbers of its live registrations.
     by_namespace: HashMap<String, BTreeSet<u64>>,
-    per_peer: HashMap<PeerId, usize>,
+    per_peer: HashMap<PeerId, Usage>,
+    /// Record bytes of every live registration.
+    bytes: usize,
     /// For expiry: (when, seq).
     expiries: BTreeSet<(Instant, u64)>,
 }
@@ -70,6 +104,7 @@ impl Registrations {
         }
     }
 
+    /// Removes the registration and releases what it counted against the caps.
     fn remove(&mut self, key: &(String, PeerId)) {
         let Some(entry) = self.entries.remove(key) else {
             return;
@@ -82,9 +117,11 @@ impl Registrations {
                 self.by_namespace.remove(&key.0);
             }
         }
-        if let Some(count) = self.per_peer.get_mut(&key.1) {
-            *count -= 1;
-            if *count == 0 {
+        self.bytes = self.bytes.saturating_sub(entry.record.len());
+        if let Some(usage) = self.per_peer.get_mut(&key.1) {
+            usage.registrations = usage.registrations.saturating_sub(1);
+            usage.bytes = usage.bytes.saturating_sub(entry.record.len());
+            if usage.registrations == 0 {
                 self.per_peer.remove(&key.1);
             }
         }
@@ -92,27 +129,47 @@ impl Registrations {
 
     fn register(&mut self, registration: NewRegistration, caps: Caps) -> RegisterOutcome {
         let key = (registration.namespace, registration.peer);
-        let replacing = self.entries.contains_key(&key);
-        if !replacing {
-            if self.per_peer.get(&key.1).copied().unwrap_or(0) >= caps.per_peer {
+        let old_bytes = self.entries.get(&key).map(|entry| entry.record.len());
+        let usage = self.per_peer.get(&key.1);
+        if old_bytes.is_none() {
+            if usage.map_or(0, |u| u.registrations) >= caps.per_peer {
                 return RegisterOutcome::PeerFull;
             }
             if self.entries.len() >= caps.total {
                 return RegisterOutcome::StoreFull;
             }
         }
+        // A re-registration counts its new record in place of its old one.
+        let new_bytes = registration.record.len();
+        let old_bytes = old_bytes.unwrap_or(0);
+        let peer_bytes = usage.map_or(0, |u| u.bytes) - old_bytes;
+        if peer_bytes.saturating_add(new_bytes) > caps.per_peer_bytes {
+            return RegisterOutcome::PeerBytesFull;
+        }
+        if (self.bytes - old_bytes).saturating_add(new_bytes) > caps.total_bytes {
+            return RegisterOutcome::StoreBytesFull;
+        }
         self.remove(&key);
         // Microseconds since the epoch, or one more than the last: cookies handed out
         // before a restart stay below every number handed out after it.
-        self.next_seq = (self.next_seq + 1).max(unix_micros());
+        self.next_seq = self.next_seq.saturating_add(1).max(unix_micros());
         let seq = self.next_seq;
-        let expires = Instant::now() + registration.ttl;
+        let now = Instant::now();
+        // With the clamp this cannot overflow; if a platform's clock still cannot add
+        // it, the registration lives as long as the clock allows (the clamp's promise).
+        let expires = now
+            .checked_add(registration.ttl.min(MAX_TTL))
+            .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+            .unwrap_or(now);
         self.by_seq.insert(seq, key.clone());
         self.by_namespace
             .entry(key.0.clone())
             .or_default()
             .insert(seq);
-        *self.per_peer.entry(key.1).or_default() += 1;
+        let usage = self.per_peer.entry(key.1).or_default();
+        usage.registrations += 1;
+        usage.bytes += new_bytes;
+        self.bytes += new_bytes;
         self.expiries.insert((expires, seq));
         self.entries.insert(
             key,
@@ -141,25 +198,43 @@ impl Registrations {
         })
     }
 
-    fn discover(&self, namespace: Option<&str>, after: u64, limit: usize) -> Page {
+    /// The size of the registration `seq` in a response, without copying it.
+    fn size(&self, seq: u64) -> usize {
+        self.by_seq
+            .get(&seq)
+            .and_then(|key| Some(entry_bytes(&key.0, &self.entries.get(key)?.record)))
+            .unwrap_or(0)
+    }
+
+    /// At most `limit` registrations after `after`, stopping before the first that
+    /// would pass `max_bytes` (but never before the first): the work and the copy are
+    /// bounded by the page, whatever the store holds.
+    fn discover(
+        &self,
+        namespace: Option<&str>,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Page {
         let now = Instant::now();
         let range = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
-        let registrations = match namespace {
+        let seqs: Box<dyn Iterator<Item = u64> + '_> = match namespace {
             Some(ns) => match self.by_namespace.get(ns) {
-                Some(seqs) => seqs
-                    .range(range)
-                    .take(limit)
-                    .filter_map(|&seq| self.stored(seq, now))
-                    .collect(),
-                None => Vec::new(),
+                Some(seqs) => Box::new(seqs.range(range).copied()),
+                None => Box::new(std::iter::empty()),
             },
-            None => self
-                .by_seq
-                .range(range)
-                .take(limit)
-                .filter_map(|(&seq, _)| self.stored(seq, now))
-                .collect(),
+            None => Box::new(self.by_seq.range(range).map(|(&seq, _)| seq)),
         };
+        let mut registrations = Vec::new();
+        let mut used = 0usize;
+        for seq in seqs.take(limit) {
+            let size = self.size(seq);
+            if !registrations.is_empty() && used.saturating_add(size) > max_bytes {
+                break;
+            }
+            used = used.saturating_add(size);
+            registrations.extend(self.stored(seq, now));
+        }
         Page { registrations }
     }
 }
@@ -170,8 +245,7 @@ impl Store for MemoryStore {
         registration: NewRegistration,
         caps: Caps,
     ) -> BoxFuture<'static, Result<RegisterOutcome, StoreError>> {
-        let outcome = self.with(|r| r.register(registration, caps));
-        future::ready(Ok(outcome)).boxed()
+        self.with(move |r| r.register(registration, caps))
     }
 
     fn unregister(
@@ -179,8 +253,7 @@ impl Store for MemoryStore {
         namespace: String,
         peer: PeerId,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.with(|r| r.remove(&(namespace, peer)));
-        future::ready(Ok(())).boxed()
+        self.with(move |r| r.remove(&(namespace, peer)))
     }
 
     fn discover(
@@ -188,14 +261,13 @@ impl Store for MemoryStore {
         namespace: Option<String>,
         after: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'static, Result<Page, StoreError>> {
-        let page = self.with(|r| r.discover(namespace.as_deref(), after, limit));
-        future::ready(Ok(page)).boxed()
+        self.with(move |r| r.discover(namespace.as_deref(), after, limit, max_bytes))
     }
 
     fn count(&self) -> BoxFuture<'static, Result<usize, StoreError>> {
-        let count = self.with(|r| r.entries.len());
-        future::ready(Ok(count)).boxed()
+        self.with(|r| r.entries.len())
     }
 }
 
@@ -226,9 +298,14 @@ mod tests {
             .unwrap()
     }
 
+    /// The byte budget of one page in these tests: the frame size.
+    const FRAME: usize = 1024 * 1024;
+
     const CAPS: Caps = Caps {
         per_peer: 2,
         total: 3,
+        per_peer_bytes: usize::MAX,
+        total_bytes: usize::MAX,
     };
 
     #[tokio::test]
@@ -251,19 +328,25 @@ mod tests {
         );
         assert_eq!(store.count().await.unwrap(), 3);
 
-        let page = store.discover(Some("x".into()), 0, 1).await.unwrap();
+        let page = store.discover(Some("x".into()), 0, 1, FRAME).await.unwrap();
         assert_eq!(page.registrations.len(), 1);
         assert_eq!(page.registrations[0].peer, a);
         let after = page.registrations[0].seq;
-        let page = store.discover(Some("x".into()), after, 10).await.unwrap();
+        let page = store
+            .discover(Some("x".into()), after, 10, FRAME)
+            .await
+            .unwrap();
         assert_eq!(page.registrations.len(), 1);
         assert_eq!(page.registrations[0].peer, b);
-        let all = store.discover(None, 0, 10).await.unwrap();
+        let all = store.discover(None, 0, 10, FRAME).await.unwrap();
         assert_eq!(all.registrations.len(), 3);
 
         store.unregister("x".into(), a).await.unwrap();
         assert_eq!(store.count().await.unwrap(), 2);
-        let page = store.discover(Some("x".into()), 0, 10).await.unwrap();
+        let page = store
+            .discover(Some("x".into()), 0, 10, FRAME)
+            .await
+            .unwrap();
         assert_eq!(page.registrations.len(), 1);
     }
 
@@ -274,10 +357,214 @@ mod tests {
         register(&store, "x", a, 0).await;
         assert_eq!(store.count().await.unwrap(), 0);
         assert!(store
-            .discover(Some("x".into()), 0, 10)
+            .discover(Some("x".into()), 0, 10, FRAME)
             .await
             .unwrap()
             .registrations
             .is_empty());
+    }
+
+    fn sized(ns: &str, peer: PeerId, bytes: usize) -> NewRegistration {
+        NewRegistration {
+            namespace: ns.into(),
+            peer,
+            record: vec![7; bytes],
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    const BYTE_CAPS: Caps = Caps {
+        per_peer: 100,
+        total: 1000,
+        per_peer_bytes: 10_000,
+        total_bytes: 25_000,
+    };
+
+    #[tokio::test]
+    async fn a_peer_cannot_hold_more_record_bytes_than_its_cap() {
+        let store = MemoryStore::new();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let register = |r| store.register(r, BYTE_CAPS);
+        assert_eq!(
+            register(sized("x", a, 6_000)).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+        assert_eq!(
+            register(sized("y", a, 4_000)).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+        // One byte more than the cap, in another namespace: refused.
+        assert_eq!(
+            register(sized("z", a, 1)).await.unwrap(),
+            RegisterOutcome::PeerBytesFull
+        );
+        // A re-registration counts its new record instead of its old one: 6,000 -> 5,999 fits,
+        // 6,000 -> 6,002 does not (and the old record stays).
+        assert_eq!(
+            register(sized("x", a, 6_002)).await.unwrap(),
+            RegisterOutcome::PeerBytesFull
+        );
+        assert_eq!(
+            register(sized("x", a, 5_999)).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+        assert_eq!(
+            register(sized("z", a, 1)).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+        // Another peer has a cap of its own.
+        assert_eq!(
+            register(sized("x", b, 10_000)).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+        // Unregistering releases the peer's bytes.
+        store.unregister("y".into(), a).await.unwrap();
+        assert_eq!(
+            register(sized("w", a, 4_000)).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+    }
+
+    #[tokio::test]
+    async fn the_store_cannot_hold_more_record_bytes_than_its_cap() {
+        let store = MemoryStore::new();
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        let register = |r| store.register(r, BYTE_CAPS);
+        for &peer in &peers[..2] {
+            assert_eq!(
+                register(sized("x", peer, 10_000)).await.unwrap(),
+                RegisterOutcome::Registered
+            );
+        }
+        assert_eq!(
+            register(sized("x", peers[2], 5_001)).await.unwrap(),
+            RegisterOutcome::StoreBytesFull
+        );
+        assert_eq!(
+            register(sized("x", peers[2], 5_000)).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+        assert_eq!(
+            register(sized("x", peers[3], 1)).await.unwrap(),
+            RegisterOutcome::StoreBytesFull
+        );
+        // A smaller re-registration frees the difference.
+        assert_eq!(
+            register(sized("x", peers[0], 9_000)).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+        assert_eq!(
+            register(sized("x", peers[3], 1_000)).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+        assert_eq!(
+            register(sized("y", peers[3], 1)).await.unwrap(),
+            RegisterOutcome::StoreBytesFull
+        );
+        // Expiry releases bytes: a zero TTL replaces (removes) the record.
+        let mut gone = sized("x", peers[1], 10_000);
+        gone.ttl = Duration::ZERO;
+        assert_eq!(register(gone).await.unwrap(), RegisterOutcome::Registered);
+        assert_eq!(
+            register(sized("y", peers[3], 9_000)).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+    }
+
+    #[tokio::test]
+    async fn a_discover_over_large_records_returns_at_most_the_frame_budget() {
+        let store = MemoryStore::new();
+        let roomy = Caps {
+            per_peer: 10,
+            total: 1000,
+            per_peer_bytes: usize::MAX,
+            total_bytes: usize::MAX,
+        };
+        // 40 records of 100 KiB: 4 MiB in the store, four frames' worth.
+        for _ in 0..40 {
+            let outcome = store
+                .register(sized("x", PeerId::random(), 100 * 1024), roomy)
+                .await
+                .unwrap();
+            assert_eq!(outcome, RegisterOutcome::Registered);
+        }
+        for namespace in [Some("x".to_owned()), None] {
+            // Pages within the budget, which together return every registration once.
+            let (mut after, mut seen, mut pages) = (0, 0, 0);
+            loop {
+                let page = store
+                    .discover(namespace.clone(), after, 1000, FRAME)
+                    .await
+                    .unwrap();
+                let Some(last) = page.registrations.last() else {
+                    break;
+                };
+                after = last.seq;
+                let bytes: usize = page
+                    .registrations
+                    .iter()
+                    .map(|r| entry_bytes(&r.namespace, &r.record))
+                    .sum();
+                assert!(
+                    bytes <= FRAME,
+                    "{namespace:?}: a page of {} records, {bytes} bytes",
+                    page.registrations.len()
+                );
+                seen += page.registrations.len();
+                pages += 1;
+            }
+            assert_eq!((seen, pages), (40, 4), "{namespace:?}");
+        }
+        // A record larger than the whole budget is still returned, alone, so it cannot
+        // stop a client from paging past it.
+        let page = store.discover(None, 0, 1000, 1000).await.unwrap();
+        assert_eq!(page.registrations.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_huge_ttl_does_not_panic() {
+        let store = MemoryStore::new();
+        let mut forever = sized("x", PeerId::random(), 10);
+        forever.ttl = Duration::MAX;
+        assert_eq!(
+            store.register(forever, CAPS).await.unwrap(),
+            RegisterOutcome::Registered
+        );
+        let page = store
+            .discover(Some("x".into()), 0, 10, FRAME)
+            .await
+            .unwrap();
+        assert_eq!(page.registrations.len(), 1);
+        assert!(page.registrations[0].ttl_secs > 365 * 24 * 3600);
+    }
+
+    /// The server polls store futures on the swarm task: building or polling one must
+    /// not wait for the store's lock (another operation may hold it for long).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn store_work_does_not_run_on_the_task_that_polls_it() {
+        let store = MemoryStore::new();
+        let a = PeerId::random();
+        let registered = store.register(sized("x", a, 10), CAPS).await.unwrap();
+        assert_eq!(registered, RegisterOutcome::Registered);
+
+        // Another operation holds the lock: building and polling a discover must return
+        // at once (Pending), not block the polling thread.
+        let held = store.inner.lock().unwrap();
+        let runtime = tokio::runtime::Handle::current();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let poller = store.clone();
+        std::thread::spawn(move || {
+            let _entered = runtime.enter();
+            let mut discover = poller.discover(Some("x".into()), 0, 10, FRAME);
+            let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+            let first = discover.poll_unpin(&mut cx).is_pending();
+            let _ = sender.send((first, discover));
+        });
+        let answer = receiver.recv_timeout(Duration::from_secs(5));
+        drop(held);
+        let (pending, discover) =
+            answer.expect("polling a discover blocked while the store was busy");
+        assert!(pending, "the discover finished while the store was locked");
+        assert_eq!(discover.await.unwrap().registrations.len(), 1);
     }
 }

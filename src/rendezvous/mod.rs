@@ -2,13 +2,16 @@
 //! rust-libp2p's rendezvous client, with dusk's privacy policy, spec-true limits and a
 //! pluggable registration store.
 
-mod codec;
+pub mod addresses;
+pub(crate) mod codec;
 pub mod memory;
 pub mod proto;
 pub mod redis;
 pub mod server;
+pub mod sources;
 pub mod store;
 
+pub use addresses::{is_circuit_via, OwnAddresses};
 pub use codec::{MAX_MESSAGE_BYTES, PROTOCOL};
 pub use memory::MemoryStore;
 pub use proto::ResponseStatus;

@@ -18,6 +18,8 @@
 //! | `dusk:rdv:ns:<ns>`       | sorted set | peer → seq: discover in one namespace              |
 //! | `dusk:rdv:peer:<peer>`   | set        | the peer's namespaces: the per-peer cap            |
 //! | `dusk:rdv:exp`           | sorted set | member → expiry (ms): liveness, the total cap, sweep |
+//! | `dusk:rdv:size`          | hash       | member → its record's bytes, until the member is dropped |
+//! | `dusk:rdv:bytes`         | string     | the sum of `size`: the total byte cap              |
 //!
 //! Why this shape:
 //! - Discover pages by sequence number, so both indexes are scored by seq and a page is
@@ -34,6 +36,15 @@
 //!   [`SWEEP_BATCH`], so memory stays bounded; the per-namespace and per-peer keys also
 //!   carry a Redis expiry no earlier than their longest-lived member's, so an index whose
 //!   members all died vanishes even if nothing sweeps it.
+//! - The byte caps: a peer's bytes are the `STRLEN`s of its live records (at most
+//!   `per_peer` of them), read when it registers. The store's bytes are one counter,
+//!   kept by the only two places records come and go in the scripts: register adds the
+//!   record's size to `bytes` and notes it in `size`; `drop` subtracts what `size` says
+//!   and removes the note. Not `STRLEN` at drop time: Redis may already have expired
+//!   the record key by itself (`PX`), and its length would read 0, leaving the counter
+//!   too high for ever. The counter counts an expired record until a sweep drops it, so
+//!   a register that would pass the total sweeps up to ten more batches before it
+//!   refuses (the counts cap has no such lag: it is a `ZCOUNT` of live members).
 //! - Each operation is one Lua script, so it is atomic across relays (caps cannot be
 //!   overshot by two relays registering at once), and "now" is the Redis server's
 //!   `TIME`, not the relays' clocks, which may differ.
@@ -65,6 +76,7 @@ use redis::{ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, Ser
 
 use super::store::{
     Caps, NewRegistration, Page, RegisterOutcome, Store, StoreError, StoredRegistration,
+    ENTRY_OVERHEAD,
 };
 
 /// A Redis on the operator's network accepts a connection in milliseconds; one that
@@ -103,27 +115,35 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 -- Integers as Redis arguments, without Lua's exponent notation.
 local function int(x) return string.format('%.0f', x) end
--- Removes the registration (peer, ns) from every key.
+-- Removes the registration (peer, ns) from every key, and its bytes from the total.
 local function drop(peer, ns)
   local member = peer .. ':' .. ns
+  local size = tonumber(redis.call('HGET', P .. 'size', member))
+  if size then
+    redis.call('HDEL', P .. 'size', member)
+    if redis.call('DECRBY', P .. 'bytes', int(size)) <= 0 then redis.call('DEL', P .. 'bytes') end
+  end
   redis.call('DEL', P .. 'reg:' .. member)
   redis.call('ZREM', P .. 'all', member)
   redis.call('ZREM', P .. 'ns:' .. ns, peer)
   redis.call('SREM', P .. 'peer:' .. peer, ns)
   redis.call('ZREM', P .. 'exp', member)
 end
--- The record and expiry of (peer, ns) if it is live; otherwise drops its leftovers.
-local function live(peer, ns)
+-- The expiry and record size of (peer, ns) if it is live, without reading the record;
+-- otherwise drops its leftovers.
+local function alive(peer, ns)
   local member = peer .. ':' .. ns
   local expires = redis.call('ZSCORE', P .. 'exp', member)
   if expires and tonumber(expires) > now then
-    local record = redis.call('GET', P .. 'reg:' .. member)
-    if record then return record, tonumber(expires) end
+    local key = P .. 'reg:' .. member
+    local size = redis.call('STRLEN', key)
+    -- (STRLEN is 0 for a missing key too; an empty record is live.)
+    if size > 0 or redis.call('EXISTS', key) == 1 then return tonumber(expires), size end
   end
   drop(peer, ns)
   return nil
 end
--- Drops up to n expired registrations, the oldest first.
+-- Drops up to n expired registrations, the oldest first; returns how many it found.
 local function sweep(n)
   local dead = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', int(now), 'LIMIT', 0, n)
   for _, member in ipairs(dead) do
@@ -134,28 +154,55 @@ local function sweep(n)
       redis.call('ZREM', P .. 'exp', member)
     end
   end
+  return #dead
 end
-sweep(tonumber(ARGV[2]))
+local sweep_batch = tonumber(ARGV[2])
+sweep(sweep_batch)
 "#
     };
 }
 
-/// ARGV: prefix, sweep, namespace, peer, record, ttl ms, per-peer cap, total cap.
-/// Returns 0 registered, 1 peer full, 2 store full.
+/// ARGV: prefix, sweep, namespace, peer, record, ttl ms, per-peer cap, total cap,
+/// per-peer byte cap, total byte cap.
+/// Returns 0 registered, 1 peer full, 2 store full, 3 peer bytes full, 4 store bytes full.
 static REGISTER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_prelude!(),
         r#"
 local ns, peer, record = ARGV[3], ARGV[4], ARGV[5]
 local ttl, per_peer, total = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
--- A re-registration always fits; a new one must fit both caps.
-if not live(peer, ns) then
-  local held = 0
-  for _, other in ipairs(redis.call('SMEMBERS', P .. 'peer:' .. peer)) do
-    if live(peer, other) then held = held + 1 end
+local per_peer_bytes, total_bytes = tonumber(ARGV[9]), tonumber(ARGV[10])
+local member = peer .. ':' .. ns
+local size = #record
+-- The peer's other live registrations (at most per_peer of them): count and bytes.
+local held, held_bytes = 0, 0
+for _, other in ipairs(redis.call('SMEMBERS', P .. 'peer:' .. peer)) do
+  if other ~= ns then
+    local expires, bytes = alive(peer, other)
+    if expires then
+      held = held + 1
+      held_bytes = held_bytes + bytes
+    end
   end
+end
+-- A re-registration always fits the counts; a new one must fit both.
+if not alive(peer, ns) then
   if held >= per_peer then return 1 end
   if redis.call('ZCOUNT', P .. 'exp', '(' .. int(now), '+inf') >= total then return 2 end
+end
+-- Bytes: the new record counts in place of the old one.
+if held_bytes + size > per_peer_bytes then return 3 end
+local function others()
+  return (tonumber(redis.call('GET', P .. 'bytes')) or 0)
+    - (tonumber(redis.call('HGET', P .. 'size', member)) or 0)
+end
+-- The total still counts expired records no sweep has dropped: sweep more first.
+local swept = 0
+while others() + size > total_bytes do
+  if swept >= 10 * sweep_batch then return 4 end
+  local n = sweep(sweep_batch)
+  if n == 0 then return 4 end
+  swept = swept + n
 end
 drop(peer, ns)
 -- The time in microseconds, or one more than the last number if that is larger.
@@ -166,8 +213,9 @@ if seq < now_us then
 end
 -- A zero TTL takes a number and is expired at once, as in the memory store.
 if ttl > 0 then
-  local member = peer .. ':' .. ns
   redis.call('SET', P .. 'reg:' .. member, record, 'PX', int(ttl))
+  redis.call('HSET', P .. 'size', member, int(size))
+  redis.call('INCRBY', P .. 'bytes', int(size))
   redis.call('ZADD', P .. 'all', int(seq), member)
   redis.call('ZADD', P .. 'exp', int(now + ttl), member)
   local index = P .. 'ns:' .. ns
@@ -194,17 +242,22 @@ return 0
     ))
 });
 
-/// ARGV: prefix, sweep, after, limit[, namespace].
-/// Returns `{peer, namespace, seq, ttl ms, record}` per registration, in seq order.
+/// ARGV: prefix, sweep, after, limit, byte budget, bytes per entry besides namespace and
+/// record[, namespace].
+/// Returns `{peer, namespace, seq, ttl ms, record}` per registration, in seq order,
+/// stopping before the first registration that would pass the budget (never before the
+/// first): records past it are not even read.
 static DISCOVER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_prelude!(),
         r#"
-local cursor, limit, ns = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local cursor, limit, ns = ARGV[3], tonumber(ARGV[4]), ARGV[7]
+local budget, overhead = tonumber(ARGV[5]), tonumber(ARGV[6])
 local index = ns and (P .. 'ns:' .. ns) or (P .. 'all')
 local page = {}
+local used, full = 0, false
 -- Dead members met on the way are dropped and the read goes on, so the page fills.
-while #page < limit do
+while not full and #page < limit do
   local batch = redis.call('ZRANGEBYSCORE', index, '(' .. cursor, '+inf',
     'WITHSCORES', 'LIMIT', 0, limit - #page)
   if #batch == 0 then break end
@@ -220,9 +273,18 @@ while #page < limit do
       end
     end
     if namespace then
-      local record, expires = live(peer, namespace)
-      if record then
-        page[#page + 1] = {peer, namespace, tonumber(cursor), expires - now, record}
+      local expires, size = alive(peer, namespace)
+      if expires then
+        local cost = #namespace + size + overhead
+        if #page > 0 and used + cost > budget then
+          full = true
+          break
+        end
+        local record = redis.call('GET', P .. 'reg:' .. peer .. ':' .. namespace)
+        if record then
+          used = used + cost
+          page[#page + 1] = {peer, namespace, tonumber(cursor), expires - now, record}
+        end
       end
     end
   end
@@ -412,6 +474,8 @@ impl Store for RedisStore {
             arg(ttl_ms),
             arg(caps.per_peer),
             arg(caps.total),
+            arg(caps.per_peer_bytes),
+            arg(caps.total_bytes),
         ];
         let outcome = self.invoke::<u8>("register", &REGISTER, args);
         async move {
@@ -419,8 +483,10 @@ impl Store for RedisStore {
                 0 => Ok(RegisterOutcome::Registered),
                 1 => Ok(RegisterOutcome::PeerFull),
                 2 => Ok(RegisterOutcome::StoreFull),
+                3 => Ok(RegisterOutcome::PeerBytesFull),
+                4 => Ok(RegisterOutcome::StoreBytesFull),
                 other => Err(StoreError(format!(
-                    "Redis register answered {other}, expected 0, 1 or 2"
+                    "Redis register answered {other}, expected 0 to 4"
                 ))),
             }
         }
@@ -441,11 +507,17 @@ impl Store for RedisStore {
         namespace: Option<String>,
         after: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'static, Result<Page, StoreError>> {
         if limit == 0 {
             return futures::future::ready(Ok(Page::default())).boxed();
         }
-        let mut args = vec![arg(after), arg(limit.min(MAX_LIMIT))];
+        let mut args = vec![
+            arg(after),
+            arg(limit.min(MAX_LIMIT)),
+            arg(max_bytes),
+            arg(ENTRY_OVERHEAD),
+        ];
         args.extend(namespace.map(String::into_bytes));
         let rows =
             self.invoke::<Vec<(String, String, u64, u64, Vec<u8>)>>("discover", &DISCOVER, args);
@@ -521,9 +593,42 @@ pub fn redact(url: &str) -> String {
     out
 }
 
+/// `text` with every URL in it passed through [`redact`]: for messages that may quote a
+/// store URL (a config value, a TOML error's snippet of the file). A URL runs from its
+/// scheme to the next whitespace or quote.
+pub fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '`')
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&redact(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, redact_urls_in};
+
+    #[test]
+    fn urls_inside_messages_are_redacted() {
+        let message = "3 | store = \"redis://:hunter2@valkey:6379/0\"\n  | ^ expected";
+        let redacted = redact_urls_in(message);
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert!(
+            redacted.contains("redis://:***@valkey:6379/0"),
+            "{redacted}"
+        );
+        assert_eq!(redact_urls_in("no url here"), "no url here");
+    }
 
     #[test]
     fn redact_hides_passwords_only() {

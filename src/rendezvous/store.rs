@@ -41,6 +41,10 @@ pub struct Caps {
     pub per_peer: usize,
     /// Registrations in the whole store.
     pub total: usize,
+    /// Record bytes of one peer's registrations, all namespaces together.
+    pub per_peer_bytes: usize,
+    /// Record bytes in the whole store.
+    pub total_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +55,30 @@ pub enum RegisterOutcome {
     PeerFull,
     /// The store holds `Caps::total` registrations.
     StoreFull,
+    /// The peer's records would pass `Caps::per_peer_bytes` (a re-registration counts
+    /// its new record instead of its old one).
+    PeerBytesFull,
+    /// The store's records would pass `Caps::total_bytes`.
+    StoreBytesFull,
+}
+
+/// What a registration adds to a DISCOVER response besides its namespace and record:
+/// the TTL and the protobuf tags and lengths (an upper bound).
+pub const ENTRY_OVERHEAD: usize = 32;
+
+/// The bytes a registration takes in a DISCOVER response, as discover's `max_bytes`
+/// counts them (the server's frame budget counts the same way).
+pub fn entry_bytes(namespace: &str, record: &[u8]) -> usize {
+    namespace
+        .len()
+        .saturating_add(record.len())
+        .saturating_add(ENTRY_OVERHEAD)
 }
 
 /// One page of a discover.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
-    /// In increasing `seq` order; at most the limit asked for.
+    /// In increasing `seq` order; at most the limit and byte budget asked for.
     pub registrations: Vec<StoredRegistration>,
 }
 
@@ -84,12 +106,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<(), StoreError>>;
 
     /// Live registrations in `namespace` (all namespaces if `None`) with `seq > after`,
-    /// in `seq` order, at most `limit`.
+    /// in `seq` order, at most `limit`, and no more than fit in `max_bytes` as counted
+    /// by [`entry_bytes`]: the store stops reading at the first registration that would
+    /// pass the budget, so one call's work and copy stay within one frame whatever the
+    /// store holds. The first registration is returned even if it alone passes the
+    /// budget (a record stored before a smaller bound), so a page is never empty while
+    /// registrations remain and the cookie always moves on.
     fn discover(
         &self,
         namespace: Option<String>,
         after: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'static, Result<Page, StoreError>>;
 
     /// Live registrations in the store.

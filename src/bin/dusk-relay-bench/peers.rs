@@ -452,13 +452,19 @@ pub fn dusk_config(dir: &Path) -> dusk_relay::Config {
         connection_limits: dusk_relay::config::ConnectionLimits {
             max_per_ip: 0,
             max_per_ipv6_64: 0,
+            max_per_ipv6_48: 0,
+            max_pending_per_ip: 0,
+            max_pending_per_ipv6_64: 0,
+            max_pending_per_ipv6_48: 0,
             ..defaults.connection_limits.clone()
         },
         relay: dusk_relay::config::RelayLimits {
             max_reservations_per_ip: 0,
             max_reservations_per_ipv6_64: 0,
+            max_reservations_per_ipv6_48: 0,
             max_circuits_per_ip: 0,
             max_circuits_per_ipv6_64: 0,
+            max_circuits_per_ipv6_48: 0,
             reservation_rate_per_ip: 0,
             circuit_rate_per_ip: 0,
             ..defaults.relay.clone()

@@ -1,0 +1,255 @@
+//! Entry points for the fuzz targets in `fuzz/` (README "Fuzzing"): every decoder of
+//! ours that a peer's bytes reach, called exactly as the relay calls it. Each function
+//! takes arbitrary bytes and must return without panicking, hanging or allocating
+//! without bound; libFuzzer reports anything else.
+//!
+//! Not part of the relay's API: public only so the separate fuzz crate can reach
+//! decoders that are private to their modules.
+
+use std::sync::LazyLock;
+
+use futures::executor::block_on;
+use libp2p::identity::Keypair;
+use libp2p::request_response::Codec as _;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::circuit_streams::{Negotiation, Verdict};
+use crate::config::Config;
+use crate::rendezvous::codec::Codec;
+use crate::rendezvous::proto;
+use crate::rendezvous::server::{check_namespace, check_record, Cookie, Policy};
+use crate::rendezvous::{OwnAddresses, PROTOCOL};
+
+/// A relay identity, a registrant and the relay's own addresses, fixed for every input so
+/// runs are reproducible.
+struct Fixture {
+    relay: PeerId,
+    registrant: PeerId,
+    own: OwnAddresses,
+    policy: Policy,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let peer = |seed: u8| {
+        Keypair::ed25519_from_bytes([seed; 32])
+            .map(|k| k.public().to_peer_id())
+            .unwrap_or_else(|_| PeerId::random())
+    };
+    let own = [
+        "/ip4/127.0.0.1/tcp/4001",
+        "/dns4/relay.example/tcp/443/tls/ws",
+    ]
+    .into_iter()
+    .filter_map(|a| a.parse::<Multiaddr>().ok())
+    .collect();
+    Fixture {
+        relay: peer(1),
+        registrant: peer(2),
+        own,
+        policy: Policy::from_limits(&Config::default().rendezvous),
+    }
+});
+
+/// One `/rendezvous/1.0.0` request as a peer writes it on a stream (varint length and
+/// protobuf), through the codec and then the checks the server makes before its store
+/// sees anything.
+pub fn rendezvous_request(data: &[u8]) {
+    let fixture = &*FIXTURE;
+    let mut codec = Codec::new(fixture.policy.max_request_bytes());
+    let mut io = futures::io::Cursor::new(data);
+    let Ok(request) = block_on(codec.read_request(&PROTOCOL, &mut io)) else {
+        return;
+    };
+    if let Some(register) = &request.register {
+        let _ = check_namespace(register.ns.as_deref());
+        if let Some(record) = &register.signed_peer_record {
+            let _ = check_record(
+                &fixture.policy,
+                fixture.relay,
+                &fixture.own,
+                fixture.registrant,
+                record,
+            );
+        }
+    }
+    if let Some(proto::Discover { ns, cookie, .. }) = &request.discover {
+        let _ = check_namespace(ns.as_deref());
+        if let Some(cookie) = cookie {
+            let _ = Cookie::decode(cookie);
+        }
+    }
+}
+
+/// A DISCOVER cookie as a peer sends it back.
+pub fn rendezvous_cookie(data: &[u8]) {
+    let _ = Cookie::decode(data);
+}
+
+/// An address in a registrant's signed record (multiaddr bytes), against the rule that
+/// only circuit addresses through this relay are published.
+pub fn circuit_address(data: &[u8]) {
+    let fixture = &*FIXTURE;
+    if let Ok(addr) = Multiaddr::try_from(data.to_vec()) {
+        let _ = crate::rendezvous::is_circuit_via(
+            &addr,
+            fixture.relay,
+            &fixture.own,
+            fixture.registrant,
+        );
+        let _ = crate::source::ip_of(&addr);
+    }
+}
+
+/// A HOP request body from a peer the access list denies.
+pub fn hop_request(data: &[u8]) {
+    let _ = crate::access_gate::requested(data);
+}
+
+/// What the relay writes while negotiating a stream's protocol, which a peer steers by
+/// what it proposes; fed in pieces whose sizes the input's first byte chooses, as reads
+/// and writes split it.
+pub fn negotiation(data: &[u8]) {
+    let Some((&split, data)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(split).max(1);
+    let mut negotiation = Negotiation::default();
+    for chunk in data.chunks(step) {
+        if negotiation.feed(chunk) != Verdict::Undecided {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod seeds {
+    //! The seed corpus in `fuzz/corpus/`, made from real messages:
+    //! `cargo test --lib write_fuzz_seeds -- --ignored` rewrites it.
+
+    use std::path::Path;
+
+    use libp2p::core::PeerRecord;
+    use prost::Message as _;
+
+    use super::*;
+    use crate::rendezvous::proto::MessageType;
+
+    fn framed(message: &proto::Message) -> Vec<u8> {
+        message.encode_length_delimited_to_vec()
+    }
+
+    fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+        let fixture = &*FIXTURE;
+        let registrant = Keypair::ed25519_from_bytes([2; 32]).expect("a fixed key");
+        let relay = fixture.relay;
+        let circuit: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit")
+            .parse()
+            .expect("a circuit address");
+        let direct: Multiaddr = "/ip4/203.0.113.7/tcp/4001".parse().expect("an address");
+        let record = |addrs: Vec<Multiaddr>| {
+            PeerRecord::new(&registrant, addrs)
+                .expect("signing")
+                .into_signed_envelope()
+                .into_protobuf_encoding()
+        };
+        let register = |record: Vec<u8>| proto::Message {
+            r#type: Some(MessageType::Register as i32),
+            register: Some(proto::Register {
+                ns: Some("dusk/peers".into()),
+                signed_peer_record: Some(record),
+                ttl: Some(7200),
+            }),
+            ..Default::default()
+        };
+        let mut cookie = 42u64.to_be_bytes().to_vec();
+        cookie.extend_from_slice(b"dusk/peers");
+        let discover = proto::Message {
+            r#type: Some(MessageType::Discover as i32),
+            discover: Some(proto::Discover {
+                ns: Some("dusk/peers".into()),
+                limit: Some(100),
+                cookie: Some(cookie.clone()),
+            }),
+            ..Default::default()
+        };
+        let hop = b"\x13/multistream/1.0.0\n\x20/libp2p/circuit/relay/0.2.0/hop\n";
+        let na = b"\x13/multistream/1.0.0\n\x03na\n\x03na\n\x20/libp2p/circuit/relay/0.2.0/hop\n";
+        vec![
+            (
+                "rendezvous_request",
+                "register_circuit",
+                framed(&register(record(vec![circuit.clone()]))),
+            ),
+            (
+                "rendezvous_request",
+                "register_direct",
+                framed(&register(record(vec![direct]))),
+            ),
+            ("rendezvous_request", "discover", framed(&discover)),
+            ("rendezvous_cookie", "cookie", cookie),
+            ("circuit_address", "circuit", circuit.to_vec()),
+            (
+                "circuit_address",
+                "circuit_for_registrant",
+                circuit
+                    .with(libp2p::multiaddr::Protocol::P2p(fixture.registrant))
+                    .to_vec(),
+            ),
+            ("negotiation", "hop", [&[7u8][..], hop].concat()),
+            ("negotiation", "na_then_hop", [&[1u8][..], na].concat()),
+            ("hop_request", "reserve", vec![0x08, 0x00]),
+            (
+                "hop_request",
+                "connect",
+                vec![0x08, 0x01, 0x12, 0x02, 0x0a, 0x00],
+            ),
+            ("hop_request", "status", vec![0x08, 0x02, 0x28, 0xca, 0x01]),
+        ]
+    }
+
+    #[test]
+    fn every_seed_goes_through_its_target() {
+        for (target, _, bytes) in seeds() {
+            match target {
+                "rendezvous_request" => rendezvous_request(&bytes),
+                "rendezvous_cookie" => rendezvous_cookie(&bytes),
+                "circuit_address" => circuit_address(&bytes),
+                "negotiation" => negotiation(&bytes),
+                _ => hop_request(&bytes),
+            }
+        }
+        let register = &seeds()[0].2;
+        let mut codec = Codec::new(FIXTURE.policy.max_request_bytes());
+        let request = block_on(codec.read_request(
+            &PROTOCOL,
+            &mut futures::io::Cursor::new(register.as_slice()),
+        ))
+        .expect("the seed decodes");
+        let record = request
+            .register
+            .and_then(|r| r.signed_peer_record)
+            .expect("a record");
+        assert_eq!(
+            check_record(
+                &FIXTURE.policy,
+                FIXTURE.relay,
+                &FIXTURE.own,
+                FIXTURE.registrant,
+                &record
+            ),
+            Ok(()),
+            "the seed record passes every check, so the fuzzer starts from an accepted one"
+        );
+    }
+
+    #[test]
+    #[ignore = "writes fuzz/corpus; run by hand"]
+    fn write_fuzz_seeds() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        for (target, name, bytes) in seeds() {
+            let dir = corpus.join(target);
+            std::fs::create_dir_all(&dir).expect("corpus dir");
+            std::fs::write(dir.join(name), bytes).expect("seed written");
+        }
+    }
+}
