@@ -262,3 +262,45 @@ async fn binary_refuses_a_bad_file_before_writing_or_listening() {
         "nothing written before the config is valid"
     );
 }
+
+#[test]
+fn a_redis_password_never_appears_in_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "hunter2";
+    let mut errors = Vec::new();
+    // A value the relay refuses (TLS to Redis), from the file and from the environment.
+    let file = write(
+        dir.path(),
+        &format!("[rendezvous]\nstore = \"rediss://:{secret}@valkey:6379/0\"\n"),
+    );
+    errors.push(
+        cli(&["--config", &file])
+            .load_config(env(&[]))
+            .unwrap_err()
+            .to_string(),
+    );
+    errors.push(
+        cli(&[])
+            .load_config(env(&[(
+                "DUSK_RELAY_RENDEZVOUS_STORE",
+                &format!("redis:/user:{secret}@valkey"),
+            )]))
+            .unwrap_err()
+            .to_string(),
+    );
+    // A file that is not TOML on the store's line: the parser quotes the line.
+    let file = write(
+        dir.path(),
+        &format!("[rendezvous]\nstore = \"redis://:{secret}@valkey:6379/0\" junk\n"),
+    );
+    errors.push(
+        cli(&["--config", &file])
+            .load_config(env(&[]))
+            .unwrap_err()
+            .to_string(),
+    );
+    for error in errors {
+        assert!(!error.contains(secret), "password printed: {error}");
+        assert!(error.contains("***"), "the redaction is visible: {error}");
+    }
+}

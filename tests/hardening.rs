@@ -136,6 +136,9 @@ async fn connection_flood_above_the_per_ip_cap_is_refused_memory_stays_under_the
     let mut command = relay_command(dir.path());
     command
         .env("DUSK_RELAY_MAX_CONNECTIONS_PER_IP", PER_IP.to_string())
+        // Concurrent handshakes from one IP: the per-IP connection cap is under test,
+        // not the handshakes-in-flight cap.
+        .env("DUSK_RELAY_MAX_PENDING_PER_IP", "0")
         .env("DUSK_RELAY_MAX_MEMORY_MIB", MEMORY_MIB.to_string())
         .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
         .env("DUSK_RELAY_WS_PORT", "off")
@@ -509,6 +512,9 @@ async fn connections_past_the_open_file_budget_are_refused_and_quic_still_connec
     let mut command = relay_command_under(dir.path(), &["prlimit", "--nofile=200:200"]);
     command
         .env("DUSK_RELAY_MAX_CONNECTIONS_PER_IP", "0")
+        // The flood is 50 concurrent handshakes from one IP: this test is about the
+        // descriptor budget, not the handshakes-in-flight cap.
+        .env("DUSK_RELAY_MAX_PENDING_PER_IP", "0")
         .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
         .env("DUSK_RELAY_WS_PORT", "off")
         .env("DUSK_RELAY_WSS_PORT", "off");
