@@ -122,17 +122,6 @@ fn raw_register(namespace: &str, record: Vec<u8>) -> proto::Message {
     }
 }
 
-fn register_status(response: &proto::Message) -> (ResponseStatus, String) {
-    let r = response
-        .register_response
-        .as_ref()
-        .expect("a REGISTER_RESPONSE");
-    (
-        ResponseStatus::try_from(r.status.unwrap_or_default()).expect("a known status"),
-        r.status_text.clone().unwrap_or_default(),
-    )
-}
-
 fn signed_record(key: &libp2p::identity::Keypair, addrs: Vec<Multiaddr>) -> Vec<u8> {
     PeerRecord::new(key, addrs)
         .unwrap()

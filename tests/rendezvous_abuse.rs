@@ -60,17 +60,6 @@ fn raw_discover(namespace: Option<&str>) -> proto::Message {
     }
 }
 
-fn register_status(response: &proto::Message) -> (ResponseStatus, String) {
-    let r = response
-        .register_response
-        .as_ref()
-        .expect("a REGISTER_RESPONSE");
-    (
-        ResponseStatus::try_from(r.status.unwrap_or_default()).expect("a known status"),
-        r.status_text.clone().unwrap_or_default(),
-    )
-}
-
 fn discover_status(response: &proto::Message) -> (ResponseStatus, String, usize) {
     let r = response
         .discover_response
@@ -437,20 +426,7 @@ async fn registrations_from_one_ip_are_capped_while_another_ip_registers() {
     assert_eq!(status, ResponseStatus::Ok, "{text}");
 
     // An unregistration gives the slot back.
-    let mut stream = a
-        .control
-        .clone()
-        .open_stream(relay_id, dusk_relay::rendezvous::PROTOCOL)
-        .await
-        .unwrap();
-    let body = raw_unregister("two").encode_to_vec();
-    let mut len = unsigned_varint::encode::usize_buffer();
-    stream
-        .write_all(unsigned_varint::encode::usize(body.len(), &mut len))
-        .await
-        .unwrap();
-    stream.write_all(&body).await.unwrap();
-    stream.close().await.unwrap();
+    raw_send(&a, relay_id, raw_unregister("two")).await;
     let a_id = a.peer_id;
     relay_event(&mut events, |e| match e {
         RelayEvent::Unregistered { peer, namespace } if *peer == a_id && namespace == "two" => {

@@ -649,13 +649,13 @@ pub async fn register(
         .await
 }
 
-/// One raw request/response on `/rendezvous/1.0.0`, for what the crate's client cannot
-/// send (someone else's record, an over-long namespace) and to read status texts.
-pub async fn raw_request(
+/// Writes one raw `/rendezvous/1.0.0` message (length prefix and protobuf) on a new
+/// stream and closes its write side; the stream is returned for the answer, if any.
+pub async fn raw_send(
     client: &Client,
     relay: PeerId,
-    request: dusk_relay::rendezvous::proto::Message,
-) -> dusk_relay::rendezvous::proto::Message {
+    message: dusk_relay::rendezvous::proto::Message,
+) -> libp2p::Stream {
     use prost::Message as _;
     let mut control = client.control.clone();
     let mut stream = within(
@@ -665,7 +665,7 @@ pub async fn raw_request(
     )
     .await
     .expect("open rendezvous stream");
-    let body = request.encode_to_vec();
+    let body = message.encode_to_vec();
     let mut len = unsigned_varint::encode::usize_buffer();
     stream
         .write_all(unsigned_varint::encode::usize(body.len(), &mut len))
@@ -673,6 +673,18 @@ pub async fn raw_request(
         .unwrap();
     stream.write_all(&body).await.unwrap();
     stream.close().await.unwrap();
+    stream
+}
+
+/// One raw request/response on `/rendezvous/1.0.0`, for what the crate's client cannot
+/// send (someone else's record, an over-long namespace) and to read status texts.
+pub async fn raw_request(
+    client: &Client,
+    relay: PeerId,
+    request: dusk_relay::rendezvous::proto::Message,
+) -> dusk_relay::rendezvous::proto::Message {
+    use prost::Message as _;
+    let mut stream = raw_send(client, relay, request).await;
     let mut response = Vec::new();
     within(
         EVENT_TIMEOUT,
@@ -685,6 +697,21 @@ pub async fn raw_request(
     let (len, rest) = unsigned_varint::decode::usize(body).expect("length prefix");
     body = &rest[..len];
     dusk_relay::rendezvous::proto::Message::decode(body).expect("a rendezvous message")
+}
+
+/// The status and status text of a REGISTER_RESPONSE.
+pub fn register_status(
+    response: &dusk_relay::rendezvous::proto::Message,
+) -> (dusk_relay::rendezvous::ResponseStatus, String) {
+    let r = response
+        .register_response
+        .as_ref()
+        .expect("a REGISTER_RESPONSE");
+    (
+        dusk_relay::rendezvous::ResponseStatus::try_from(r.status.unwrap_or_default())
+            .expect("a known status"),
+        r.status_text.clone().unwrap_or_default(),
+    )
 }
 
 /// A minimal HTTP/1.1 request to the relay's endpoint; returns the status and the body.
