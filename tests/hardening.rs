@@ -146,10 +146,10 @@ async fn connection_flood_above_the_per_ip_cap_is_refused_memory_stays_under_the
     let mut relay = RelayProcess::spawn(command);
     relay.line_containing("dusk relay ready").await;
     let (tcp, quic) = (
-        binary_addr(&relay, Transport::Tcp),
-        binary_addr(&relay, Transport::Quic),
+        relay.listen_addr(Transport::Tcp),
+        relay.listen_addr(Transport::Quic),
     );
-    let metrics = binary_metrics_addr(&relay);
+    let metrics = relay.metrics_addr();
     let pid = relay.child.id().expect("running");
     let rss_before = peak_rss(pid);
 
@@ -399,27 +399,6 @@ async fn a_replaced_access_list_closes_the_connections_it_denies() {
     b.reserve(&tcp).await;
 }
 
-/// The binary's metrics endpoint, from its start-up lines.
-fn binary_metrics_addr(relay: &RelayProcess) -> std::net::SocketAddr {
-    relay
-        .seen
-        .iter()
-        .find_map(|l| l.split_once("metrics and health endpoint: http://"))
-        .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no metrics address in {:?}", relay.seen))
-}
-
-/// The binary's listen address for `transport`, from its start-up lines.
-fn binary_addr(relay: &RelayProcess, transport: Transport) -> libp2p::Multiaddr {
-    relay
-        .seen
-        .iter()
-        .filter_map(|l| l.split_once("relay address: ").map(|(_, a)| a.trim()))
-        .filter_map(|a| a.parse().ok())
-        .find(|a| transport.matches(a))
-        .unwrap_or_else(|| panic!("no {transport:?} address in {:?}", relay.seen))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_the_access_lists_from_the_config_file_and_a_broken_file_keeps_them() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -433,7 +412,7 @@ async fn sighup_reloads_the_access_lists_from_the_config_file_and_a_broken_file_
         .env("DUSK_RELAY_METRICS_ADDR", "off");
     let mut relay = RelayProcess::spawn(command);
     relay.line_containing("dusk relay ready").await;
-    let tcp = binary_addr(&relay, Transport::Tcp);
+    let tcp = relay.listen_addr(Transport::Tcp);
     let relay_id = peer_of(&tcp);
 
     let mut a = Client::new(None).await;
@@ -526,10 +505,10 @@ async fn connections_past_the_open_file_budget_are_refused_and_quic_still_connec
         .await;
     relay.line_containing("dusk relay ready").await;
     let (tcp, quic) = (
-        binary_addr(&relay, Transport::Tcp),
-        binary_addr(&relay, Transport::Quic),
+        relay.listen_addr(Transport::Tcp),
+        relay.listen_addr(Transport::Quic),
     );
-    let metrics = binary_metrics_addr(&relay);
+    let metrics = relay.metrics_addr();
 
     let flooders = flood(FLOOD, 50, &tcp, |_| Box::pin(async {})).await;
     let connected = flooders.iter().filter(|(_, o)| o.is_ok()).count();
@@ -565,8 +544,8 @@ async fn past_the_memory_ceiling_every_new_connection_is_refused_and_counted() {
         .env("DUSK_RELAY_WSS_PORT", "off");
     let mut relay = RelayProcess::spawn(command);
     relay.line_containing("dusk relay ready").await;
-    let tcp = binary_addr(&relay, Transport::Tcp);
-    let metrics = binary_metrics_addr(&relay);
+    let tcp = relay.listen_addr(Transport::Tcp);
+    let metrics = relay.metrics_addr();
 
     for _ in 0..ATTEMPTS {
         let mut client = Client::new(None).await;
@@ -686,7 +665,7 @@ async fn a_flood_of_refused_registrations_writes_one_info_line_per_interval() {
         .env("DUSK_RELAY_METRICS_ADDR", "off");
     let mut relay = RelayProcess::spawn(command);
     relay.line_containing("dusk relay ready").await;
-    let tcp = binary_addr(&relay, Transport::Tcp);
+    let tcp = relay.listen_addr(Transport::Tcp);
     let relay_id = peer_of(&tcp);
     let mut client = Client::new(None).await;
     // Its circuit address is what it registers.

@@ -192,18 +192,6 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / MIB as f64
 }
 
-/// The binary's listen address for `transport` (with `/p2p/<relay>`), from its start-up
-/// lines.
-fn listen_addr(relay: &RelayProcess, transport: Transport) -> Multiaddr {
-    relay
-        .seen
-        .iter()
-        .filter_map(|l| l.split_once("relay address: ").map(|(_, a)| a.trim()))
-        .filter_map(|a| a.parse().ok())
-        .find(|a| transport.matches(a))
-        .unwrap_or_else(|| panic!("no {transport:?} address in {:?}", relay.seen))
-}
-
 /// The IP and TCP port of a relay address.
 fn socket_addr(addr: &Multiaddr) -> SocketAddr {
     let mut ip = None;
@@ -232,8 +220,8 @@ async fn sixty_stalled_websockets_declaring_256_mib_frames_from_two_ips_cost_at_
     let mut relay = RelayProcess::spawn(command);
     relay.line_containing("dusk relay ready").await;
     let (ws, wss) = (
-        listen_addr(&relay, Transport::Ws),
-        listen_addr(&relay, Transport::Wss),
+        relay.listen_addr(Transport::Ws),
+        relay.listen_addr(Transport::Wss),
     );
     let pid = relay.child.id().expect("running");
     let (_, peak_before) = memory(pid);

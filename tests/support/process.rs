@@ -49,6 +49,26 @@ pub struct RelayProcess {
 }
 
 impl RelayProcess {
+    /// The listen address for `transport` (with `/p2p/<relay>`) from the start-up lines
+    /// seen so far (wait for "dusk relay ready" first).
+    pub fn listen_addr(&self, transport: super::Transport) -> libp2p::Multiaddr {
+        self.seen
+            .iter()
+            .filter_map(|l| l.split_once("relay address: ").map(|(_, a)| a.trim()))
+            .filter_map(|a| a.parse().ok())
+            .find(|a| transport.matches(a))
+            .unwrap_or_else(|| panic!("no {transport:?} address in {:?}", self.seen))
+    }
+
+    /// The metrics endpoint from the start-up lines seen so far.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.seen
+            .iter()
+            .find_map(|l| l.split_once("metrics and health endpoint: http://"))
+            .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no metrics address in {:?}", self.seen))
+    }
+
     pub fn spawn(mut command: Command) -> RelayProcess {
         let mut child = command.spawn().expect("spawn dusk-relay");
         let (tx, lines) = mpsc::unbounded_channel();
