@@ -5,8 +5,8 @@
 //! appear only at `debug`.
 //!
 //! Text a peer chose (agent version, addresses it reports, namespaces, reasons that may
-//! quote them, error texts) is logged through [`escaped`], so it cannot start a line of
-//! its own.
+//! quote them, error texts) cannot start a line of its own: the text log's writer
+//! escapes control characters ([`crate::log_text`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -21,7 +21,6 @@ use tracing::{debug, info, warn};
 use crate::access_gate::GateEvent;
 use crate::behaviour::{BehaviourEvent, RelaySwarm};
 use crate::ip_caps::IpCaps;
-use crate::log_text::escaped;
 use crate::log_throttle::{folded_suffix, LogThrottle};
 use crate::metrics::Metrics;
 use crate::rendezvous;
@@ -265,7 +264,7 @@ impl EventHandler {
                     return;
                 }
                 info!("peer connected: {peer_id} (total connections: {total})");
-                debug!(peer = %peer_id, remote = %escaped(endpoint.get_remote_address()), "connection established");
+                debug!(peer = %peer_id, remote = %endpoint.get_remote_address(), "connection established");
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -298,7 +297,7 @@ impl EventHandler {
                     return;
                 }
                 info!("peer disconnected: {peer_id} (total connections: {total})");
-                debug!(peer = %peer_id, cause = %escaped(format!("{cause:?}")), "connection closed");
+                debug!(peer = %peer_id, cause = ?cause, "connection closed");
             }
             SwarmEvent::IncomingConnectionError {
                 error,
@@ -309,7 +308,7 @@ impl EventHandler {
                 self.count_sources(swarm);
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
-                debug!(address = %escaped(&address), "external address confirmed")
+                debug!(address = %address, "external address confirmed")
             }
             SwarmEvent::Behaviour(BehaviourEvent::Relay(GateEvent::Relay(event))) => {
                 self.on_relay(swarm, event)
@@ -333,14 +332,14 @@ impl EventHandler {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
                 self.metrics.record_identify(&event);
                 if let libp2p::identify::Event::Received { peer_id, info, .. } = event {
-                    // All of it the peer's say: at debug, escaped.
+                    // All of it the peer's say: at debug (the log writer escapes it).
                     if tracing::enabled!(tracing::Level::DEBUG) {
                         let listen: Vec<String> =
                             info.listen_addrs.iter().map(|a| a.to_string()).collect();
                         debug!(
                             peer = %peer_id,
-                            agent = %escaped(&info.agent_version),
-                            listen_addrs = %escaped(listen.join(" ")),
+                            agent = %info.agent_version,
+                            listen_addrs = %listen.join(" "),
                             "identified"
                         );
                     }
@@ -359,7 +358,7 @@ impl EventHandler {
     fn on_incoming_error(&mut self, error: ListenError, send_back_addr: &Multiaddr) {
         if let ListenError::Denied { cause } = &error {
             if let Some((reason, message)) = self.refusal(cause) {
-                debug!(remote = %escaped(send_back_addr), reason, "refused connection");
+                debug!(remote = %send_back_addr, reason, "refused connection");
                 self.metrics.connection_refused(reason);
                 if let Some(folded) = self.refusal_log.admit(reason, Instant::now()) {
                     info!("{message}{}", folded_suffix(folded));
@@ -368,7 +367,7 @@ impl EventHandler {
                 return;
             }
         }
-        debug!(remote = %escaped(send_back_addr), error = %escaped(&error), "incoming connection failed");
+        debug!(remote = %send_back_addr, error = %error, "incoming connection failed");
     }
 
     /// The ceiling that denied a connection: its metric label and a line for the log
@@ -503,7 +502,7 @@ impl EventHandler {
                     self.circuits
                 );
                 if let Some(error) = error {
-                    debug!(error = %escaped(&error), "circuit closed with an error");
+                    debug!(error = %error, "circuit closed with an error");
                 }
                 self.emit(RelayEvent::CircuitClosed {
                     src: src_peer_id,
@@ -574,7 +573,7 @@ impl EventHandler {
                 self.metrics
                     .register_request("OK".into(), self.registrations);
                 // Namespaces name communities: membership stays out of info logs.
-                debug!(%peer, namespace = %escaped(&namespace), "registered");
+                debug!(%peer, namespace = %namespace, "registered");
                 self.emit(RelayEvent::Registered { peer, namespace });
             }
             Event::RegisterRefused {
@@ -591,13 +590,13 @@ impl EventHandler {
                     Some(folded) => info!(
                         "rendezvous registration refused for peer {peer}: {}: {}{}",
                         status.name(),
-                        escaped(&reason),
+                        reason,
                         folded_suffix(folded)
                     ),
                     None => debug!(
                         %peer,
                         status = status.name(),
-                        reason = %escaped(&reason),
+                        reason = %reason,
                         "rendezvous registration refused"
                     ),
                 }
@@ -634,7 +633,7 @@ impl EventHandler {
                 reason,
             } => {
                 self.metrics.discover_request(status.name().into());
-                debug!(%peer, status = status.name(), reason = %escaped(&reason), "rendezvous discover refused")
+                debug!(%peer, status = status.name(), reason = %reason, "rendezvous discover refused")
             }
             Event::Counted(total) => {
                 self.registrations = total;

@@ -1,51 +1,15 @@
 //! Text from peers in the relay's logs. Agent versions, addresses (a `/dns` component
 //! is any UTF-8, newlines included), namespaces and protocol names are chosen by
 //! whoever connects; printed raw, a newline in them starts a line of the peer's making
-//! that reads like one of ours (a forged "reservation accepted", a fake error). So
-//! every peer-controlled field is shown through [`escaped`], and the text log's writer
-//! ([`OneLinePerEvent`]) escapes whatever control character still reaches it (libp2p's
-//! own log lines carry peer data too), so that one event is always one line.
+//! that reads like one of ours (a forged "reservation accepted", a fake error). The text
+//! log's writer ([`OneLinePerEvent`]) escapes every control character (and the Unicode
+//! line and paragraph separators) in an event, whoever logged it (libp2p's own lines
+//! carry peer data too), so one event is always one line. The JSON format needs nothing:
+//! JSON strings escape control characters themselves.
 
-use std::fmt::{self, Write as _};
 use std::io;
 
 use tracing_subscriber::fmt::MakeWriter;
-
-/// `value` as text with every control character (and the Unicode line and paragraph
-/// separators) escaped the way Rust writes them: `\n`, `\r`, `\u{1b}`.
-pub fn escaped<T: fmt::Display>(value: T) -> Escaped<T> {
-    Escaped(value)
-}
-
-/// See [`escaped`].
-pub struct Escaped<T>(T);
-
-impl<T: fmt::Display> fmt::Display for Escaped<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(EscapingWriter(f), "{}", self.0)
-    }
-}
-
-impl<T: fmt::Display> fmt::Debug for Escaped<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-struct EscapingWriter<'a, 'b>(&'a mut fmt::Formatter<'b>);
-
-impl fmt::Write for EscapingWriter<'_, '_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut rest = s;
-        while let Some(at) = rest.find(needs_escape) {
-            self.0.write_str(&rest[..at])?;
-            let c = rest[at..].chars().next().unwrap_or_default();
-            write!(self.0, "{}", c.escape_default())?;
-            rest = &rest[at + c.len_utf8()..];
-        }
-        self.0.write_str(rest)
-    }
-}
 
 fn needs_escape(c: char) -> bool {
     c.is_control() || c == '\u{2028}' || c == '\u{2029}'
@@ -90,22 +54,19 @@ impl<W: io::Write> io::Write for OneLine<W> {
             Some(body) => (body, true),
             None => (buf, false),
         };
-        let mut out = Vec::with_capacity(buf.len() + 8);
-        for &byte in body {
-            match byte {
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.push(byte),
-                0x1b if self.ansi => out.push(byte),
-                // Control bytes never occur inside a multi-byte UTF-8 character.
-                0..=0x1f | 0x7f => out.extend_from_slice(format!("\\x{byte:02x}").as_bytes()),
-                _ => out.push(byte),
+        let mut out = String::with_capacity(buf.len() + 8);
+        for c in String::from_utf8_lossy(body).chars() {
+            match c {
+                '\t' => out.push(c),
+                '\u{1b}' if self.ansi => out.push(c),
+                c if needs_escape(c) => out.extend(c.escape_default()),
+                c => out.push(c),
             }
         }
         if newline {
-            out.push(b'\n');
+            out.push('\n');
         }
-        self.inner.write_all(&out)?;
+        self.inner.write_all(out.as_bytes())?;
         Ok(buf.len())
     }
 
@@ -120,20 +81,6 @@ mod tests {
     use std::io::Write as _;
 
     #[test]
-    fn control_characters_in_peer_text_are_escaped_and_the_rest_is_kept() {
-        let agent = "dusk/1.0\n2030-01-01T00:00:00Z  INFO forged\r\u{1b}[31m\u{2028}é";
-        assert_eq!(
-            escaped(agent).to_string(),
-            "dusk/1.0\\n2030-01-01T00:00:00Z  INFO forged\\r\\u{1b}[31m\\u{2028}é"
-        );
-        let addr: libp2p::Multiaddr = libp2p::Multiaddr::empty()
-            .with(libp2p::multiaddr::Protocol::Dns("a\nb".into()))
-            .with(libp2p::multiaddr::Protocol::Tcp(1));
-        assert_eq!(escaped(&addr).to_string(), "/dns/a\\nb/tcp/1");
-        assert_eq!(escaped("plain text").to_string(), "plain text");
-    }
-
-    #[test]
     fn the_text_writer_turns_every_event_into_exactly_one_line() {
         let written = |ansi: bool, event: &[u8]| {
             let mut out = OneLine {
@@ -143,14 +90,14 @@ mod tests {
             out.write_all(event).expect("write");
             String::from_utf8(out.inner).expect("utf-8")
         };
-        let event = b"INFO identify: new_address=/dns/x\nFORGED\r\x1b[1m\x07\tend\n";
+        let event = "INFO identify: new_address=/dns/x\nFORGED\r\x1b[1m\x07\u{2028}\tend\n";
         assert_eq!(
-            written(false, event),
-            "INFO identify: new_address=/dns/x\\nFORGED\\r\\x1b[1m\\x07\tend\n"
+            written(false, event.as_bytes()),
+            "INFO identify: new_address=/dns/x\\nFORGED\\r\\u{1b}[1m\\u{7}\\u{2028}\tend\n"
         );
         assert_eq!(
-            written(true, event),
-            "INFO identify: new_address=/dns/x\\nFORGED\\r\x1b[1m\\x07\tend\n"
+            written(true, event.as_bytes()),
+            "INFO identify: new_address=/dns/x\\nFORGED\\r\x1b[1m\\u{7}\\u{2028}\tend\n"
         );
         assert_eq!(written(false, "ünïcode\n".as_bytes()), "ünïcode\n");
     }
