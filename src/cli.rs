@@ -1,6 +1,6 @@
 //! The command line: one flag per setting (its environment variable is its twin), the
 //! config file, `--print-config`, and the one-shot commands. Built from
-//! [`crate::settings::SETTINGS`] so a new setting gets its flag, `--help` line and
+//! [`crate::config::settings::SETTINGS`] so a new setting gets its flag, `--help` line and
 //! default without another list to keep in step.
 
 use std::ffi::OsString;
@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use crate::config::settings::{CONFIG_ENV, SETTINGS};
 use crate::config::{Config, LoadError};
-use crate::settings::{CONFIG_ENV, SETTINGS};
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //!
 //! Text a peer chose (agent version, addresses it reports, namespaces, reasons that may
 //! quote them, error texts) cannot start a line of its own: the text log's writer
-//! escapes control characters ([`crate::log_text`]).
+//! escapes control characters ([`crate::server::log_text`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -18,13 +18,13 @@ use libp2p::{
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
-use crate::access_gate::GateEvent;
+use crate::access::gate::GateEvent;
 use crate::behaviour::{BehaviourEvent, RelaySwarm};
-use crate::ip_caps::IpCaps;
-use crate::log_throttle::{folded_suffix, LogThrottle};
+use crate::limits::connections::Refused;
+use crate::limits::relay_per_ip::IpCaps;
 use crate::metrics::Metrics;
 use crate::rendezvous;
-use crate::source_limits::Refused;
+use crate::server::log_throttle::{folded_suffix, LogThrottle};
 
 /// What the relay did, for observers. Carries no addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]

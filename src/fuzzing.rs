@@ -13,7 +13,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::Codec as _;
 use libp2p::{Multiaddr, PeerId};
 
-use crate::circuit_streams::{Negotiation, Verdict};
+use crate::circuit::streams::{Negotiation, Verdict};
 use crate::config::Config;
 use crate::rendezvous::codec::Codec;
 use crate::rendezvous::proto;
@@ -96,13 +96,13 @@ pub fn circuit_address(data: &[u8]) {
             &fixture.own,
             fixture.registrant,
         );
-        let _ = crate::source::ip_of(&addr);
+        let _ = crate::limits::ip_tally::ip_of(&addr);
     }
 }
 
 /// A HOP request body from a peer the access list denies.
 pub fn hop_request(data: &[u8]) {
-    let _ = crate::access_gate::requested(data);
+    let _ = crate::access::gate::requested(data);
 }
 
 /// What the relay writes while negotiating a stream's protocol, which a peer steers by

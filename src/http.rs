@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 /// `/healthz` fails when the event loop has not ticked for this long (it ticks every
-/// [`crate::defaults::EVENT_LOOP_TICK`] even when idle).
+/// [`crate::config::defaults::EVENT_LOOP_TICK`] even when idle).
 pub const STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// Liveness and readiness, written by the event loop, read by the endpoint.

@@ -6,37 +6,23 @@
 //! [`Relay`]; everything else, including what tests need, is here.
 
 pub mod access;
-pub mod access_gate;
-pub mod bandwidth;
 pub mod behaviour;
-pub mod boxed_handler;
-pub mod cert_reload;
-pub mod circuit_streams;
+pub mod circuit;
 pub mod cli;
 pub mod config;
-pub mod defaults;
 pub mod events;
-pub mod fd_limit;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod healthcheck;
 pub mod http;
 pub mod identity;
-pub mod ip_caps;
-pub mod log_text;
-pub mod log_throttle;
+pub mod limits;
 pub mod metrics;
-pub mod relay;
+pub mod net;
 pub mod rendezvous;
-pub mod settings;
-pub mod source;
-pub mod source_limits;
+pub mod server;
 pub mod tls;
-pub mod transport;
-pub mod udp_buffer;
-pub mod wss;
 
 pub use config::Config;
 pub use events::RelayEvent;
-pub use relay::{Relay, RelayError, RelayHandle};
+pub use server::{Relay, RelayError, RelayHandle};

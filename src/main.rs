@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use dusk_relay::cli::{Cli, CliCommand};
 use dusk_relay::config::LogFormat;
-use dusk_relay::log_text::OneLinePerEvent;
-use dusk_relay::{healthcheck, tls, Config, Relay};
+use dusk_relay::server::healthcheck;
+use dusk_relay::server::log_text::OneLinePerEvent;
+use dusk_relay::{tls, Config, Relay};
 use futures::StreamExt;
 use tracing::{error, info, warn};
 use tracing_subscriber::filter::LevelFilter;

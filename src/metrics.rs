@@ -18,8 +18,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::bandwidth::ThrottledSeconds;
-use crate::ip_caps::SourceCapDenials;
+use crate::limits::bandwidth::ThrottledSeconds;
+use crate::limits::relay_per_ip::SourceCapDenials;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -90,22 +90,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The counters [`crate::bandwidth`] updates from inside every circuit stream.
+    /// The counters [`crate::limits::bandwidth`] updates from inside every circuit stream.
     pub fn throttled_seconds(&self) -> ThrottledSeconds {
         self.throttled_seconds.clone()
     }
 
-    /// The counters [`crate::ip_caps`] updates from inside the relay's limiters.
+    /// The counters [`crate::limits::relay_per_ip`] updates from inside the relay's limiters.
     pub fn source_cap_denials(&self) -> SourceCapDenials {
         self.source_cap_denials.clone()
     }
 
-    /// The counter [`crate::circuit_streams`] updates from inside every connection.
+    /// The counter [`crate::circuit::streams`] updates from inside every connection.
     pub fn relayed_bytes(&self) -> Counter {
         self.relayed_bytes.clone()
     }
 
-    /// The counter [`crate::cert_reload::CertificateReloader`] updates.
+    /// The counter [`crate::tls::reload::CertificateReloader`] updates.
     pub fn certificate_reloads(&self) -> Family<OutcomeLabel, Counter> {
         self.certificate_reloads.clone()
     }

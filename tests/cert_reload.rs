@@ -7,7 +7,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use dusk_relay::cert_reload::Reloaded;
+use dusk_relay::tls::reload::Reloaded;
 use dusk_relay::RelayEvent;
 use libp2p::Multiaddr;
 use support::process::{relay_command, RelayProcess};

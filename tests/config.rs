@@ -117,7 +117,7 @@ fn each_invalid_value_is_refused_naming_its_key() {
         ("rendezvous.max_ttl_secs", "0", "rendezvous.max_ttl_secs"),
     ];
     for (key, value, _) in cases {
-        let setting = dusk_relay::settings::SETTINGS
+        let setting = dusk_relay::config::settings::SETTINGS
             .iter()
             .find(|s| s.key == *key)
             .unwrap();
@@ -235,7 +235,7 @@ fn the_example_config_in_deploy_is_valid_and_documents_every_key() {
     cli(&["--config", &example])
         .load_config(env(&[]))
         .unwrap_or_else(|e| panic!("{e}"));
-    for setting in dusk_relay::settings::SETTINGS {
+    for setting in dusk_relay::config::settings::SETTINGS {
         let leaf = setting.key.rsplit('.').next().unwrap();
         assert!(
             text.contains(&format!("{leaf} =")) || text.contains(&format!("# {leaf} =")),

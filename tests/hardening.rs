@@ -686,6 +686,6 @@ async fn a_flood_of_refused_registrations_writes_one_info_line_per_interval() {
     assert_eq!(
         info, 1,
         "{REFUSED} refusals within seconds: the first at info, the rest folded into the next \
-         line (README, log_throttle.rs)"
+         line (README, server/log_throttle.rs)"
     );
 }

@@ -431,7 +431,7 @@ fn hostile_hop_frames_over_quic_get_a_status_or_a_closed_stream_and_the_relay_st
 }
 
 /// A denied peer's HOP streams are served by the access gate's own small parser
-/// (`src/access_gate.rs`), not libp2p's: the same hostile frames get a closed stream,
+/// (`src/access/gate.rs`), not libp2p's: the same hostile frames get a closed stream,
 /// and a well-formed request still gets PERMISSION_DENIED.
 #[test]
 fn hostile_hop_frames_from_a_denied_peer_get_a_closed_stream_and_requests_permission_denied() {

@@ -269,12 +269,12 @@ struct CappedPeerBehaviour {
     stream: libp2p_stream::Behaviour,
 }
 
-/// yamux as the relay configures it (src/transport.rs): with at most 4096 streams no
+/// yamux as the relay configures it (src/net/transport.rs): with at most 4096 streams no
 /// stream's receive window grows past 256 KiB, so a js peer never sends a frame over
 /// rust-yamux's 1 MiB limit.
 fn capped_yamux() -> yamux::Config {
     let mut config = yamux::Config::default();
-    config.set_max_num_streams(dusk_relay::defaults::YAMUX_MAX_STREAMS);
+    config.set_max_num_streams(dusk_relay::config::defaults::YAMUX_MAX_STREAMS);
     config
 }
 

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dusk_relay::config::Config;
-use dusk_relay::ip_caps::{IpCaps, SourceCapDenials, SourceCapLabel};
-use dusk_relay::source_limits::{Refused, SourceLimits};
+use dusk_relay::limits::connections::{Refused, SourceLimits};
+use dusk_relay::limits::relay_per_ip::{IpCaps, SourceCapDenials, SourceCapLabel};
 use dusk_relay::RelayEvent;
 use futures::future::join_all;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -239,8 +239,9 @@ async fn sixty_stalled_websockets_declaring_256_mib_frames_from_two_ips_cost_at_
 
     // While every attacking socket stalls in its handshake, a legitimate pair from
     // 127.0.0.1 gets through: A reserves over WS, B reaches it over WSS.
-    let cert = CertificateDer::from_pem_file(dir.path().join(dusk_relay::defaults::DEV_CERT_FILE))
-        .expect("the relay's WSS certificate");
+    let cert =
+        CertificateDer::from_pem_file(dir.path().join(dusk_relay::config::defaults::DEV_CERT_FILE))
+            .expect("the relay's WSS certificate");
     let mut a = Client::new(Some(cert.to_vec())).await;
     let mut b = Client::new(Some(cert.to_vec())).await;
     a.reserve(&ws).await;

@@ -62,8 +62,8 @@ use super::store::{
     entry_bytes, Caps, NewRegistration, RegisterOutcome, Store, StoredRegistration,
 };
 use crate::access::AccessControl;
+use crate::config::defaults::RENDEZVOUS_TTL_CEILING_SECS;
 use crate::config::RendezvousLimits;
-use crate::defaults::RENDEZVOUS_TTL_CEILING_SECS;
 
 /// TTL of a registration whose REGISTER carries none (the spec's default).
 pub const DEFAULT_TTL_SECS: u64 = 2 * 60 * 60;

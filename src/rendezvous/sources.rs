@@ -24,7 +24,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
-use crate::source::{ip_of, SourceCap, Tally};
+use crate::limits::ip_tally::{ip_of, SourceCap, Tally};
 
 /// A registration's key: one per peer and namespace.
 pub type Key = (String, PeerId);

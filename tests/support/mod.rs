@@ -211,9 +211,9 @@ impl Client {
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
             .with_tokio()
             .with_other_transport(|key| {
-                dusk_relay::transport::build(
+                dusk_relay::net::transport::build(
                     key,
-                    Some(dusk_relay::transport::WssTls::Trust(tls)),
+                    Some(dusk_relay::net::transport::WssTls::Trust(tls)),
                     Duration::from_secs(20),
                 )
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)

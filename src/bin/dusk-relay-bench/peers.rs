@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use dusk_relay::transport::{self, WssTls};
+use dusk_relay::net::transport::{self, WssTls};
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -492,7 +492,7 @@ pub fn load_tls(dir: &Path) -> anyhow::Result<(Vec<u8>, Arc<rustls::ServerConfig
         .first()
         .ok_or_else(|| anyhow!("the WSS certificate chain is empty"))?
         .to_vec();
-    let served = dusk_relay::cert_reload::ServedCertificate::new(&material)?;
+    let served = dusk_relay::tls::reload::ServedCertificate::new(&material)?;
     Ok((der, served.server_config()))
 }
 

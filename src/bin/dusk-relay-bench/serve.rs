@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use dusk_relay::transport::{self, WssTls};
+use dusk_relay::net::transport::{self, WssTls};
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, ping, relay, Multiaddr, PeerId};
@@ -67,7 +67,7 @@ struct BaselineBehaviour {
 /// libp2p's stock relay with its default config, except no circuit duration or byte
 /// limit (dusk's relayed connection is the chat path) and room for `circuits`
 /// circuits and `reservations` reservations (with the rate limiters cleared when either
-/// is lifted); on dusk's transports (`dusk_relay::transport::build`), so only the
+/// is lifted); on dusk's transports (`dusk_relay::net::transport::build`), so only the
 /// behaviour differs.
 async fn baseline(dir: &Path, circuits: usize, reservations: usize) -> anyhow::Result<()> {
     // Connections are descriptors: take what the hard limit allows, as dusk-relay does.
@@ -94,7 +94,7 @@ async fn baseline(dir: &Path, circuits: usize, reservations: usize) -> anyhow::R
     let transport = transport::build(
         &keypair,
         Some(WssTls::Serve(server_config)),
-        dusk_relay::defaults::CONNECTION_UPGRADE_TIMEOUT,
+        dusk_relay::config::defaults::CONNECTION_UPGRADE_TIMEOUT,
     )?;
     let behaviour = BaselineBehaviour {
         relay: relay::Behaviour::new(peer_id, config),

@@ -2,7 +2,7 @@
 //! distributions start services with a soft limit of 1024, which a public relay passes
 //! long before its connection cap. So the soft limit is raised to the hard limit at
 //! start, and new connections are refused above [`BUDGET_PERCENT`] of it (counted by
-//! [`crate::source_limits`]) so the rest stays free for accepting, health checks and
+//! [`crate::limits::connections`]) so the rest stays free for accepting, health checks and
 //! files.
 
 use tracing::{info, warn};

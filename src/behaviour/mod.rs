@@ -2,6 +2,8 @@
 //! rendezvous (our own server, [`crate::rendezvous`]), identify and ping. No dcutr, autonat or kad: the relay is the
 //! only path between dusk peers and learns nothing it does not need.
 
+pub mod boxed_handler;
+
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,14 +14,14 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{connection_limits, identify, memory_connection_limits, ping, relay};
 
+use crate::access::gate::AccessGate;
 use crate::access::AccessControl;
-use crate::access_gate::AccessGate;
-use crate::boxed_handler::Boxed;
+use crate::behaviour::boxed_handler::Boxed;
+use crate::config::defaults;
 use crate::config::Config;
-use crate::defaults;
-use crate::ip_caps::IpCaps;
+use crate::limits::connections::SourceLimits;
+use crate::limits::relay_per_ip::IpCaps;
 use crate::rendezvous::{self, MemoryStore, Store};
-use crate::source_limits::SourceLimits;
 
 /// The token buckets of libp2p's relay refill over this window; our rates are per minute.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -51,7 +53,7 @@ pub struct Shared {
     pub draining: Arc<AtomicBool>,
     pub ip_caps: IpCaps,
     pub access: AccessControl,
-    /// Connections that may hold a file descriptor ([`crate::fd_limit`]); `None`: no
+    /// Connections that may hold a file descriptor ([`crate::limits::file_descriptors`]); `None`: no
     /// budget.
     pub descriptor_budget: Option<usize>,
 }

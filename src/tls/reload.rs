@@ -21,7 +21,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, error, info, warn};
 
-use crate::defaults;
+use crate::config::defaults;
 use crate::events::RelayEvent;
 use crate::metrics::OutcomeLabel;
 use crate::tls::{self, TlsError, TlsMaterial};

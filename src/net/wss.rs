@@ -4,7 +4,7 @@
 //! libp2p-websocket's own TLS configuration is fixed when the transport is built, so a
 //! renewed certificate would need a restart. Here TLS sits *under* the WebSocket layer,
 //! in a TCP transport whose listener upgrade is a rustls accept with a certificate
-//! resolver ([`crate::cert_reload`]): the certificate can change between handshakes.
+//! resolver ([`crate::tls::reload`]): the certificate can change between handshakes.
 //! Because the WebSocket layer below us only knows `/ws`, [`WssListener`] hands it `/ws`
 //! addresses and turns them back into the `/tls/ws` (or `/wss`) the operator asked for.
 //!
@@ -28,7 +28,7 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::{tcp, websocket, Multiaddr, Transport};
 
-use crate::defaults;
+use crate::config::defaults;
 
 /// Secure WebSocket listeners over `tcp`, answering TLS with `server_config`.
 pub fn listener(

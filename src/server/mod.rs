@@ -4,6 +4,10 @@
 //! listener) and returns once all listeners are up, so a caller knows the relay is
 //! reachable; [`Relay::run`] then serves until its shutdown future completes.
 
+pub mod healthcheck;
+pub mod log_text;
+pub mod log_throttle;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,22 +23,24 @@ use tokio::sync::{broadcast, oneshot};
 use tracing::{info, warn};
 
 use crate::access::{AccessControl, AccessList};
-use crate::bandwidth::Bandwidth;
+use crate::behaviour::boxed_handler::Boxed;
 use crate::behaviour::{Behaviour, RelaySwarm, Shared};
-use crate::boxed_handler::Boxed;
-use crate::cert_reload::{CertificateReloader, Reloaded, ServedCertificate, WatchGuard};
-use crate::circuit_streams::{self, CircuitServices};
+use crate::circuit::streams::{self, CircuitServices};
+use crate::config::defaults;
 use crate::config::{Config, RendezvousStore};
 use crate::events::{EventHandler, RelayEvent};
 use crate::http::{self, Health};
 use crate::identity::{self, IdentityError, Origin};
-use crate::ip_caps::IpCaps;
+use crate::limits::bandwidth::Bandwidth;
+use crate::limits::file_descriptors;
+use crate::limits::relay_per_ip::IpCaps;
 use crate::metrics::Metrics;
+use crate::net::transport::WssTls;
+use crate::net::{transport, udp_buffer};
 use crate::rendezvous::redis::{self, RedisStore};
 use crate::rendezvous::{MemoryStore, Store, StoreError};
+use crate::tls::reload::{CertificateReloader, Reloaded, ServedCertificate, WatchGuard};
 use crate::tls::{self, TlsError};
-use crate::transport::WssTls;
-use crate::{defaults, fd_limit, transport, udp_buffer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -187,7 +193,7 @@ impl Relay {
         .map_err(|e| RelayError::Transport(e.to_string()))?;
         let ip_caps = IpCaps::new(&config.relay, metrics.source_cap_denials());
         let access = AccessControl::new(config.access.clone());
-        let transport = circuit_streams::instrument(
+        let transport = streams::instrument(
             transport,
             CircuitServices {
                 relayed: metrics.relayed_bytes(),
@@ -205,7 +211,7 @@ impl Relay {
                 draining: draining.clone(),
                 ip_caps: ip_caps.clone(),
                 access: access.clone(),
-                descriptor_budget: fd_limit::raise_and_budget(),
+                descriptor_budget: file_descriptors::raise_and_budget(),
             },
         );
         let idle_timeout = config.idle_connection_timeout;

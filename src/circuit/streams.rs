@@ -8,8 +8,8 @@
 //!   stream going one way, from the STOP stream going the other), so the count is the
 //!   relayed traffic plus the few hundred bytes of each circuit's and reservation's
 //!   handshake;
-//! - reads wait for the bandwidth buckets ([`crate::bandwidth`]);
-//! - the stream counts as a circuit leg at its connection's IP ([`crate::ip_caps`]).
+//! - reads wait for the bandwidth buckets ([`crate::limits::bandwidth`]);
+//! - the stream counts as a circuit leg at its connection's IP ([`crate::limits::relay_per_ip`]).
 //!
 //! Which protocol a stream carries is read from what the RELAY writes on it, never from
 //! what the peer sends: a peer may propose anything, any number of times (padding, then
@@ -30,9 +30,9 @@ use prometheus_client::metrics::counter::Counter;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::bandwidth::{Bandwidth, Throttle};
-use crate::ip_caps::{CircuitLeg, IpCaps};
-use crate::source::ip_of;
+use crate::limits::bandwidth::{Bandwidth, Throttle};
+use crate::limits::ip_tally::ip_of;
+use crate::limits::relay_per_ip::{CircuitLeg, IpCaps};
 
 /// Writes on a circuit stream are gathered up to this before they go to the muxer.
 /// libp2p-relay copies a circuit through an 8 KiB `BufReader`, so each write it makes is

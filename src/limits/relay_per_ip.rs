@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::config::RelayLimits;
-use crate::source::{ip_of, SourceCap, Tally};
+use crate::limits::ip_tally::{ip_of, SourceCap, Tally};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceCapLabel {
@@ -41,7 +41,7 @@ struct Reservations {
 pub struct IpCaps {
     reservations: Arc<Mutex<Reservations>>,
     /// Open circuit streams (HOP legs at the source's IP, STOP legs at the
-    /// destination's), counted by [`crate::circuit_streams`].
+    /// destination's), counted by [`crate::circuit::streams`].
     circuit_legs: Arc<Mutex<Tally>>,
     denials: SourceCapDenials,
 }

@@ -3,7 +3,7 @@
 //!
 //! Built by hand rather than with `SwarmBuilder::with_websocket`, which has no TLS
 //! server configuration and so cannot listen on `/tls/ws`. The relay's WSS listeners are
-//! [`crate::wss`]'s, whose certificate can be replaced while the relay runs.
+//! [`crate::net::wss`]'s, whose certificate can be replaced while the relay runs.
 //!
 //! The relay only accepts connections and never dials by name, so it has no DNS
 //! transport (which would also need a resolv.conf in minimal containers). Clients that
@@ -19,7 +19,7 @@ use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::{noise, quic, tcp, websocket, yamux, PeerId, Transport};
 
-use crate::defaults;
+use crate::config::defaults;
 
 /// How the transport does TLS for secure WebSocket.
 pub enum WssTls {
@@ -39,7 +39,7 @@ pub enum WssTls {
 ///   libp2p-core's `TransportTimeout`, whose timer starts when the listener reports the
 ///   accepted socket. `authenticate` and `multiplex` are `and_then`s on the inner
 ///   upgrade, so the timer covers, in order, the TLS accept of WSS (an `and_then` on TCP
-///   in [`crate::wss`]), the WebSocket HTTP upgrade (libp2p-websocket's `map_upgrade`
+///   in [`crate::net::wss`]), the WebSocket HTTP upgrade (libp2p-websocket's `map_upgrade`
 ///   awaits both before yielding the stream), noise and yamux. QUIC has its own
 ///   handshake timeout (libp2p-quic's, 5 s).
 /// - The HTTP upgrade request: soketto's server reads at most 8 KiB (in 8 KiB blocks,
@@ -70,7 +70,7 @@ pub fn build(
             None
         }
         Some(WssTls::Serve(server_config)) => Some(
-            crate::wss::listener(tcp::tokio::Transport::new(tcp_config()), server_config)
+            crate::net::wss::listener(tcp::tokio::Transport::new(tcp_config()), server_config)
                 .upgrade(Version::V1Lazy)
                 .authenticate(noise::Config::new(keypair)?)
                 .multiplex(yamux_config())

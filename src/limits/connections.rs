@@ -31,7 +31,7 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId};
 
 use crate::config::ConnectionLimits;
-use crate::source::{ip_of, SourceCap, Tally};
+use crate::limits::ip_tally::{ip_of, SourceCap, Tally};
 
 /// Why [`SourceLimits`] refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

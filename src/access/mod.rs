@@ -3,6 +3,8 @@
 //! list does. Lists are replaced as a whole on SIGHUP ([`AccessControl::replace`]);
 //! connections of peers that a new list denies are closed.
 
+pub mod gate;
+
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,6 +4,8 @@
 //! Everything is validated here because libp2p-websocket panics on a malformed key. A
 //! bad file stops the relay with an error naming it; an existing file is never replaced.
 
+pub mod reload;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,8 +16,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::config::defaults;
 use crate::config::Config;
-use crate::defaults;
 use crate::fsutil;
 
 #[derive(Debug, thiserror::Error)]

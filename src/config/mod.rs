@@ -1,7 +1,10 @@
 //! The relay's configuration: defaults < TOML file < `DUSK_*` environment variables <
-//! command-line flags (merged by [`crate::settings`]), parsed and validated once at
+//! command-line flags (merged by [`crate::config::settings`]), parsed and validated once at
 //! start. A bad value stops the relay before anything listens, with an error naming the
 //! setting as the operator wrote it and the value.
+
+pub mod defaults;
+pub mod settings;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -11,8 +14,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::access::AccessList;
 
-use crate::defaults;
-use crate::settings::{self, FileError, Layers, Named};
+use settings::{FileError, Layers, Named};
 
 /// Everything the relay needs to start. Fields are public so tests and embedders can
 /// build one directly; [`Config::from_env`] is what the binary uses.
@@ -112,7 +114,7 @@ pub struct ConnectionLimits {
 }
 
 /// Circuit bandwidth caps in bytes per second, 0 meaning no limit. See
-/// [`crate::bandwidth`].
+/// [`crate::limits::bandwidth`].
 #[derive(Debug, Clone)]
 pub struct BandwidthLimits {
     /// One direction of one circuit.
@@ -136,7 +138,7 @@ impl BandwidthLimits {
     }
 }
 
-/// Circuit relay v2 limits. See [`crate::defaults`] for why each value is what it is.
+/// Circuit relay v2 limits. See [`crate::config::defaults`] for why each value is what it is.
 #[derive(Debug, Clone)]
 pub struct RelayLimits {
     pub max_reservations: usize,

@@ -1,0 +1,3 @@
+//! Circuits the relay carries: their streams, counted, throttled and tallied.
+
+pub mod streams;

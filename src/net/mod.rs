@@ -1,0 +1,6 @@
+//! Everything between a socket and the swarm: the transports, the WSS listener's TLS
+//! and the QUIC socket's receive buffer.
+
+pub mod transport;
+pub mod udp_buffer;
+pub mod wss;
