@@ -7,6 +7,8 @@
 pub mod healthcheck;
 pub mod log_text;
 pub mod log_throttle;
+mod relay_counts;
+pub mod swarm_events;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +30,7 @@ use crate::behaviour::{Behaviour, RelaySwarm, Shared};
 use crate::circuit::streams::{self, CircuitServices};
 use crate::config::defaults;
 use crate::config::{Config, RendezvousStore};
-use crate::events::{EventHandler, RelayEvent};
+use crate::events::RelayEvent;
 use crate::http::{self, Health};
 use crate::identity::{self, IdentityError, Origin};
 use crate::limits::bandwidth::Bandwidth;
@@ -41,6 +43,7 @@ use crate::rendezvous::redis::{self, RedisStore};
 use crate::rendezvous::{MemoryStore, Store, StoreError};
 use crate::tls::reload::{CertificateReloader, Reloaded, ServedCertificate, WatchGuard};
 use crate::tls::{self, TlsError};
+use swarm_events::EventHandler;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {

@@ -1,0 +1,481 @@
+//! Swarm events into the seed's log lines, metric updates, the relay's running counts
+//! ([`RelayCounts`]) and [`RelayEvent`]s for observers.
+//!
+//! Privacy: nothing logged at `info` links a peer id to an IP address. Remote addresses
+//! appear only at `debug`.
+//!
+//! Text a peer chose (agent version, addresses it reports, namespaces, reasons that may
+//! quote them, error texts) cannot start a line of its own: the text log's writer
+//! escapes control characters ([`crate::server::log_text`]).
+
+use std::time::Instant;
+
+use libp2p::swarm::{ListenError, SwarmEvent};
+use libp2p::{
+    connection_limits, memory_connection_limits, multiaddr::Protocol, relay, Multiaddr, PeerId,
+};
+use tokio::sync::broadcast;
+use tracing::{debug, info, warn};
+
+use crate::access::gate::GateEvent;
+use crate::behaviour::{BehaviourEvent, RelaySwarm};
+use crate::events::RelayEvent;
+use crate::limits::connections::Refused;
+use crate::limits::relay_per_ip::IpCaps;
+use crate::metrics::Metrics;
+use crate::rendezvous;
+use crate::server::log_throttle::{folded_suffix, LogThrottle};
+use crate::server::relay_counts::RelayCounts;
+
+/// The relay's running state, derived from events.
+pub struct EventHandler {
+    local_peer_id: PeerId,
+    /// `dusk-relay healthcheck`'s identity: its connections are logged at debug only, or
+    /// a Docker health check would add two info lines every 30 s.
+    probe_peer_id: Option<PeerId>,
+    /// No external address configured: advertise our own listen addresses.
+    advertise_listen_addrs: bool,
+    max_connections: u32,
+    /// Open reservations and circuits (the drain waits on them).
+    counts: RelayCounts,
+    /// Registrations in the rendezvous store, as last reported by it.
+    registrations: usize,
+    observers: broadcast::Sender<RelayEvent>,
+    metrics: Metrics,
+    ip_caps: IpCaps,
+    /// Refusals and denials come in floods: one info line per kind per interval.
+    refusal_log: LogThrottle,
+}
+
+impl EventHandler {
+    pub fn new(
+        local_peer_id: PeerId,
+        probe_peer_id: Option<PeerId>,
+        advertise_listen_addrs: bool,
+        max_connections: u32,
+        observers: broadcast::Sender<RelayEvent>,
+        metrics: Metrics,
+        ip_caps: IpCaps,
+    ) -> Self {
+        EventHandler {
+            local_peer_id,
+            probe_peer_id,
+            advertise_listen_addrs,
+            max_connections,
+            counts: RelayCounts::default(),
+            registrations: 0,
+            observers,
+            metrics,
+            ip_caps,
+            refusal_log: LogThrottle::default(),
+        }
+    }
+
+    pub fn circuits(&self) -> usize {
+        self.counts.circuits()
+    }
+
+    pub fn reservations(&self) -> usize {
+        self.counts.reservations()
+    }
+
+    fn emit(&self, event: RelayEvent) {
+        // No subscriber is the normal case outside tests.
+        let _ = self.observers.send(event);
+    }
+
+    /// The full address a client dials: the listen or external address with our peer id.
+    pub fn full_address(&self, addr: &Multiaddr) -> Multiaddr {
+        match addr.iter().last() {
+            Some(Protocol::P2p(_)) => addr.clone(),
+            _ => addr.clone().with(Protocol::P2p(self.local_peer_id)),
+        }
+    }
+
+    pub fn handle(&mut self, swarm: &mut RelaySwarm, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record_swarm(&event);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!("relay address: {}", self.full_address(&address));
+                if self.advertise_listen_addrs {
+                    swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                info!("relay address gone: {}", self.full_address(&address));
+                if self.advertise_listen_addrs {
+                    swarm.remove_external_address(&address);
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => match reason {
+                Ok(()) => debug!(?addresses, "listener closed"),
+                Err(error) => warn!(?addresses, %error, "listener closed with an error"),
+            },
+            SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                self.counts.connection_established(peer_id, connection_id);
+                let total = swarm.network_info().connection_counters().num_established();
+                self.metrics
+                    .connection_opened(endpoint.get_remote_address());
+                self.count_sources(swarm);
+                if Some(peer_id) == self.probe_peer_id {
+                    debug!(total, "health check connected");
+                    return;
+                }
+                info!("peer connected: {peer_id} (total connections: {total})");
+                debug!(peer = %peer_id, remote = %endpoint.get_remote_address(), "connection established");
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                cause,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                // libp2p reports a reservation's end on every connection close of the
+                // peer, whichever connection held it: the slot is freed when the
+                // connection holding the reservation closes (or the peer's last one,
+                // when that is not known), never on a spare connection's close.
+                if self
+                    .counts
+                    .connection_closed(peer_id, connection_id, num_established)
+                {
+                    self.ip_caps.reservation_ended(peer_id);
+                    self.reservation_ended(peer_id);
+                }
+                if num_established == 0 {
+                    self.ip_caps.reservation_ended(peer_id);
+                }
+                let total = swarm.network_info().connection_counters().num_established();
+                self.metrics
+                    .connection_closed(endpoint.get_remote_address());
+                self.count_sources(swarm);
+                if Some(peer_id) == self.probe_peer_id {
+                    debug!(total, "health check disconnected");
+                    return;
+                }
+                info!("peer disconnected: {peer_id} (total connections: {total})");
+                debug!(peer = %peer_id, cause = ?cause, "connection closed");
+            }
+            SwarmEvent::IncomingConnectionError {
+                error,
+                send_back_addr,
+                ..
+            } => {
+                self.on_incoming_error(error, &send_back_addr);
+                self.count_sources(swarm);
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                debug!(address = %address, "external address confirmed")
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(GateEvent::Relay(event))) => {
+                self.on_relay(swarm, event)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(GateEvent::Denied { peer, what })) => {
+                match self.refusal_log.admit("access_denied", Instant::now()) {
+                    Some(folded) => info!(
+                        "access denied for peer {peer}: {}{}",
+                        what.name(),
+                        folded_suffix(folded)
+                    ),
+                    None => debug!(%peer, what = what.name(), "access denied"),
+                }
+                self.metrics.access_denied(what.name());
+                self.emit(RelayEvent::AccessDenied {
+                    peer,
+                    what: what.name(),
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => self.on_rendezvous(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
+                self.metrics.record_identify(&event);
+                if let libp2p::identify::Event::Received { peer_id, info, .. } = event {
+                    // All of it the peer's say: at debug (the log writer escapes it).
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        let listen: Vec<String> =
+                            info.listen_addrs.iter().map(|a| a.to_string()).collect();
+                        debug!(
+                            peer = %peer_id,
+                            agent = %info.agent_version,
+                            listen_addrs = %listen.join(" "),
+                            "identified"
+                        );
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.metrics.record_ping(&event),
+            other => tracing::trace!(event = ?other, "swarm event"),
+        }
+    }
+
+    fn count_sources(&self, swarm: &RelaySwarm) {
+        self.metrics
+            .set_source_ips(swarm.behaviour().source_limits.source_ips());
+    }
+
+    fn on_incoming_error(&mut self, error: ListenError, send_back_addr: &Multiaddr) {
+        if let ListenError::Denied { cause } = &error {
+            if let Some((reason, message)) = self.refusal(cause) {
+                debug!(remote = %send_back_addr, reason, "refused connection");
+                self.metrics.connection_refused(reason);
+                if let Some(folded) = self.refusal_log.admit(reason, Instant::now()) {
+                    info!("{message}{}", folded_suffix(folded));
+                }
+                self.emit(RelayEvent::ConnectionRefused { reason });
+                return;
+            }
+        }
+        debug!(remote = %send_back_addr, error = %error, "incoming connection failed");
+    }
+
+    /// The ceiling that denied a connection: its metric label and a line for the log
+    /// (naming the setting, never the address).
+    fn refusal(&self, cause: &libp2p::swarm::ConnectionDenied) -> Option<(&'static str, String)> {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return Some((refused.reason.name(), refused.to_string()));
+        }
+        if let Some(exceeded) =
+            cause.downcast_ref::<memory_connection_limits::MemoryUsageLimitExceeded>()
+        {
+            return Some((
+                "memory",
+                format!("connection refused: {exceeded} (DUSK_RELAY_MAX_MEMORY_MIB)"),
+            ));
+        }
+        if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
+            // libp2p keeps the kind private; its message names it.
+            let text = exceeded.to_string();
+            let reason = if text.contains("pending") {
+                "max_pending"
+            } else if text.contains("per peer") {
+                "max_per_peer"
+            } else {
+                "max_connections"
+            };
+            return Some((
+                reason,
+                format!(
+                    "connection refused: {exceeded} (DUSK_MAX_CONNECTIONS={}, \
+                     DUSK_RELAY_MAX_CONNECTIONS_PER_PEER, DUSK_RELAY_MAX_PENDING_INCOMING)",
+                    self.max_connections
+                ),
+            ));
+        }
+        None
+    }
+
+    fn on_relay(&mut self, swarm: &RelaySwarm, event: relay::Event) {
+        self.metrics.record_relay(&event);
+        match event {
+            relay::Event::ReservationReqAccepted {
+                src_peer_id,
+                renewed,
+            } => {
+                if self.counts.reservation_accepted(src_peer_id) {
+                    let total = self.counts.reservations();
+                    info!("relay reservation accepted for peer {src_peer_id} (total: {total})");
+                    self.metrics.reservation_accepted();
+                    self.metrics.set_reservations(total);
+                } else {
+                    debug!(peer = %src_peer_id, renewed, "relay reservation renewed");
+                }
+                self.emit(RelayEvent::ReservationAccepted {
+                    peer: src_peer_id,
+                    renewed,
+                });
+            }
+            relay::Event::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => {
+                match self.refusal_log.admit("reservation_denied", Instant::now()) {
+                    Some(folded) => info!(
+                        "relay reservation denied for peer {src_peer_id}: {status:?}{}",
+                        folded_suffix(folded)
+                    ),
+                    None => debug!(peer = %src_peer_id, ?status, "relay reservation denied"),
+                }
+                self.metrics.reservation_denied(status);
+                self.emit(RelayEvent::ReservationDenied { peer: src_peer_id });
+            }
+            relay::Event::ReservationTimedOut { src_peer_id } => {
+                self.counts.reservation_timed_out(src_peer_id);
+                self.ip_caps.reservation_ended(src_peer_id);
+                self.reservation_ended(src_peer_id);
+            }
+            // Fires on every connection close of a tracked peer, reservation or not: the
+            // end is decided from the connection that closed (`SwarmEvent::
+            // ConnectionClosed`, which comes first).
+            relay::Event::ReservationClosed { src_peer_id } => {
+                debug!(peer = %src_peer_id, "relay reported a connection close")
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => {
+                let open = self.counts.circuit_opened();
+                self.metrics.circuit_opened(open);
+                info!("circuit opened: {src_peer_id} -> {dst_peer_id} (through relay)");
+                self.emit(RelayEvent::CircuitOpened {
+                    src: src_peer_id,
+                    dst: dst_peer_id,
+                });
+            }
+            relay::Event::CircuitReqDenied {
+                src_peer_id,
+                dst_peer_id,
+                status,
+            } => {
+                match self.refusal_log.admit("circuit_denied", Instant::now()) {
+                    Some(folded) => info!(
+                        "circuit denied: {src_peer_id} -> {dst_peer_id}: {status:?}{}",
+                        folded_suffix(folded)
+                    ),
+                    None => {
+                        debug!(src = %src_peer_id, dst = %dst_peer_id, ?status, "circuit denied")
+                    }
+                }
+                self.metrics.circuit_denied(status);
+                self.emit(RelayEvent::CircuitDenied {
+                    src: src_peer_id,
+                    dst: dst_peer_id,
+                });
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            } => {
+                let Some(open) =
+                    self.counts
+                        .circuit_closed(src_peer_id, dst_peer_id, error.as_ref(), |peer| {
+                            swarm.is_connected(peer)
+                        })
+                else {
+                    debug!(src = %src_peer_id, dst = %dst_peer_id, "second report of a closed circuit");
+                    return;
+                };
+                self.metrics.circuit_closed(open, error.is_some());
+                info!("circuit closed: {src_peer_id} -> {dst_peer_id} (active circuits: {open})");
+                if let Some(error) = error {
+                    debug!(error = %error, "circuit closed with an error");
+                }
+                self.emit(RelayEvent::CircuitClosed {
+                    src: src_peer_id,
+                    dst: dst_peer_id,
+                });
+            }
+            relay::Event::StatusChanged { status } => {
+                info!("relay protocol (HOP) status: {status:?}")
+            }
+            #[allow(deprecated)]
+            other => debug!(event = ?other, "relay event"),
+        }
+    }
+
+    /// Only reservations we saw accepted are counted (see `ReservationClosed`).
+    fn reservation_ended(&mut self, src_peer_id: PeerId) {
+        if self.counts.reservation_ended(src_peer_id) {
+            let total = self.counts.reservations();
+            info!("relay reservation ended for peer {src_peer_id} (total: {total})");
+            self.metrics.set_reservations(total);
+            self.emit(RelayEvent::ReservationEnded { peer: src_peer_id });
+        }
+    }
+
+    fn on_rendezvous(&mut self, event: rendezvous::Event) {
+        use rendezvous::Event;
+        match event {
+            Event::Registered {
+                peer,
+                namespace,
+                ttl,
+                total,
+            } => {
+                if let Some(total) = total {
+                    self.registrations = total;
+                }
+                info!(
+                    "rendezvous registration accepted for peer {peer} (ttl {ttl}s, total registrations: {})",
+                    self.registrations
+                );
+                self.metrics
+                    .register_request("OK".into(), self.registrations);
+                // Namespaces name communities: membership stays out of info logs.
+                debug!(%peer, namespace = %namespace, "registered");
+                self.emit(RelayEvent::Registered { peer, namespace });
+            }
+            Event::RegisterRefused {
+                peer,
+                namespace,
+                status,
+                reason,
+            } => {
+                // Refusals come in floods, like connection refusals.
+                match self
+                    .refusal_log
+                    .admit("registration_refused", Instant::now())
+                {
+                    Some(folded) => info!(
+                        "rendezvous registration refused for peer {peer}: {}: {}{}",
+                        status.name(),
+                        reason,
+                        folded_suffix(folded)
+                    ),
+                    None => debug!(
+                        %peer,
+                        status = status.name(),
+                        reason = %reason,
+                        "rendezvous registration refused"
+                    ),
+                }
+                self.metrics
+                    .register_request(status.name().into(), self.registrations);
+                self.emit(RelayEvent::RegistrationRefused {
+                    peer,
+                    namespace: namespace.unwrap_or_default(),
+                    status,
+                });
+            }
+            Event::Unregistered {
+                peer,
+                namespace,
+                total,
+            } => {
+                if let Some(total) = total {
+                    self.registrations = total;
+                }
+                info!(
+                    "rendezvous unregistration for peer {peer} (total registrations: {})",
+                    self.registrations
+                );
+                self.metrics.set_registrations(self.registrations);
+                self.emit(RelayEvent::Unregistered { peer, namespace });
+            }
+            Event::Discovered { peer, returned } => {
+                self.metrics.discover_request("OK".into());
+                debug!(%peer, returned, "rendezvous discover served")
+            }
+            Event::DiscoverRefused {
+                peer,
+                status,
+                reason,
+            } => {
+                self.metrics.discover_request(status.name().into());
+                debug!(%peer, status = status.name(), reason = %reason, "rendezvous discover refused")
+            }
+            Event::Counted(total) => {
+                self.registrations = total;
+                self.metrics.set_registrations(total);
+            }
+        }
+    }
+}
