@@ -21,8 +21,10 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# Not built here, but Cargo.toml declares it and cargo checks every declared target.
+# Not built here, but Cargo.toml declares them (a bench target, a workspace member) and
+# cargo reads every declared one.
 COPY benches ./benches
+COPY bench ./bench
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin dusk-relay \

@@ -4,22 +4,16 @@
 //! next to the baseline's and a direct connection's from the same run, as markdown
 //! tables (or JSON with `--json`). Progress goes to stderr.
 //!
-//!     cargo run --release --bin dusk-relay-bench -- --scenario throughput,latency
+//!     cargo run --release -p dusk-relay-bench -- --scenario throughput,latency
 //!
 //! `--serve dusk|baseline` (hidden) is the relay child mode; `--serve reservers` the
 //! child holding lightweight reservers for the capacity scenario.
 
-#[path = "dusk-relay-bench/capacity.rs"]
 mod capacity;
-#[path = "dusk-relay-bench/peers.rs"]
 mod peers;
-#[path = "dusk-relay-bench/report.rs"]
 mod report;
-#[path = "dusk-relay-bench/reserver.rs"]
 mod reserver;
-#[path = "dusk-relay-bench/scenarios.rs"]
 mod scenarios;
-#[path = "dusk-relay-bench/serve.rs"]
 mod serve;
 
 use std::path::PathBuf;

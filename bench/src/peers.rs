@@ -678,7 +678,7 @@ pub fn relay_binary() -> anyhow::Result<PathBuf> {
     let binary = exe.with_file_name("dusk-relay");
     if !binary.exists() {
         bail!(
-            "{} not found: build it first (cargo build --release --bin dusk-relay)",
+            "{} not found: build it first (cargo build --release --workspace)",
             binary.display()
         );
     }
