@@ -120,7 +120,7 @@ pub fn command() -> Command {
         );
     for setting in SETTINGS {
         let default = defaults
-            .value_text(setting.env)
+            .value_text(setting.id)
             .unwrap_or_else(|| "none".into());
         command = command.arg(
             Arg::new(setting.env)

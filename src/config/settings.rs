@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 /// One configuration value, as the operator can name it in each layer.
 #[derive(Debug)]
 pub struct Setting {
+    pub id: Id,
     /// Dotted TOML key: `port`, `relay.max_circuits`.
     pub key: &'static str,
     /// Environment variable, kept from the original relay where it had one.
@@ -34,333 +35,166 @@ impl Setting {
     }
 }
 
-const fn setting(key: &'static str, env: &'static str, help: &'static str) -> Setting {
-    Setting { key, env, help }
+/// Declares every setting once: [`Id`] (how code names a setting, so a mistyped name
+/// does not compile and a `match` over it must handle every setting) and [`SETTINGS`]
+/// (its file key, environment variable and help line), in the same order.
+macro_rules! settings {
+    ($($id:ident = $key:literal, $env:literal, $help:literal;)*) => {
+        /// A setting, as code names it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Id {
+            $($id,)*
+        }
+
+        /// Every setting, in the order `--help`, `--print-config` and the example config use.
+        pub const SETTINGS: &[Setting] = &[
+            $(Setting { id: Id::$id, key: $key, env: $env, help: $help },)*
+        ];
+    };
 }
 
-/// Every setting, in the order `--help`, `--print-config` and the example config use.
-pub const SETTINGS: &[Setting] = &[
-    setting(
-        "port",
-        "DUSK_RELAY_PORT",
-        "TCP port, and UDP port of QUIC v1",
-    ),
-    setting(
-        "ws_port",
-        "DUSK_RELAY_WS_PORT",
-        "WebSocket port; unset: port + 10000; 0 or off disables",
-    ),
-    setting(
-        "wss_port",
-        "DUSK_RELAY_WSS_PORT",
-        "secure WebSocket port; unset: port + 20000; 0 or off disables",
-    ),
-    setting(
-        "listen_ips",
-        "DUSK_RELAY_LISTEN_IPS",
-        "IPs every listener binds to (comma-separated in env and flags)",
-    ),
-    setting(
-        "external_addrs",
-        "DUSK_RELAY_EXTERNAL_ADDR",
-        "public multiaddrs put in reservations, e.g. /dns4/relay.example.com/tcp/4001",
-    ),
-    setting(
-        "keypair",
-        "DUSK_RELAY_KEYPAIR",
-        "the relay's ed25519 identity file",
-    ),
-    setting(
-        "log_format",
-        "DUSK_RELAY_LOG_FORMAT",
-        "text (the human lines) or json (one object per line)",
-    ),
-    setting(
-        "metrics_addr",
-        "DUSK_RELAY_METRICS_ADDR",
-        "IP:port of /metrics, /healthz, /readyz; unset: 127.0.0.1:(port + 5000); off disables",
-    ),
-    setting(
-        "drain_secs",
-        "DUSK_RELAY_DRAIN_SECS",
-        "how long circuits may keep flowing after the first SIGTERM/SIGINT; 0 stops at once",
-    ),
-    setting(
-        "tls.cert",
-        "DUSK_RELAY_TLS_CERT",
-        "WSS certificate chain (PEM); reloaded on SIGHUP and when the file changes",
-    ),
-    setting(
-        "tls.key",
-        "DUSK_RELAY_TLS_KEY",
-        "WSS private key (PEM); set with tls.cert, or neither for a self-signed certificate",
-    ),
-    setting(
-        "tls.hostnames",
-        "DUSK_RELAY_TLS_HOSTNAMES",
-        "extra names for the self-signed certificate",
-    ),
-    setting(
-        "connections.max",
-        "DUSK_MAX_CONNECTIONS",
-        "established connections, all peers together",
-    ),
-    setting(
-        "connections.max_per_peer",
-        "DUSK_RELAY_MAX_CONNECTIONS_PER_PEER",
-        "established connections of one peer",
-    ),
-    setting(
-        "connections.max_pending_incoming",
-        "DUSK_RELAY_MAX_PENDING_INCOMING",
-        "incoming connections still in their handshake",
-    ),
-    setting(
-        "connections.max_pending_per_ip",
-        "DUSK_RELAY_MAX_PENDING_PER_IP",
-        "incoming connections still in their handshake from one IP address; 0 = no limit",
-    ),
-    setting(
-        "connections.max_pending_per_ipv6_64",
-        "DUSK_RELAY_MAX_PENDING_PER_IPV6_64",
-        "handshakes in flight from one IPv6 /64; 0 = no limit",
-    ),
-    setting(
-        "connections.max_pending_per_ipv6_48",
-        "DUSK_RELAY_MAX_PENDING_PER_IPV6_48",
-        "handshakes in flight from one IPv6 /48; 0 = no limit",
-    ),
-    setting(
-        "connections.max_per_ip",
-        "DUSK_RELAY_MAX_CONNECTIONS_PER_IP",
-        "connections (pending or established) from one IP address; 0 = no limit",
-    ),
-    setting(
-        "connections.max_per_ipv6_64",
-        "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64",
-        "connections from one IPv6 /64; 0 = no limit",
-    ),
-    setting(
-        "connections.max_per_ipv6_48",
-        "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_48",
-        "connections from one IPv6 /48; 0 = no limit",
-    ),
-    setting(
-        "connections.max_memory_mib",
-        "DUSK_RELAY_MAX_MEMORY_MIB",
-        "refuse new connections while resident memory is above this (MiB); 0 = off",
-    ),
-    setting(
-        "connections.handshake_timeout_secs",
-        "DUSK_RELAY_HANDSHAKE_TIMEOUT_SECS",
-        "a connection must finish TCP/WS/TLS, noise and yamux within this",
-    ),
-    setting(
-        "connections.max_negotiating_streams",
-        "DUSK_RELAY_MAX_NEGOTIATING_STREAMS",
-        "streams of one connection still negotiating their protocol",
-    ),
-    setting(
-        "connections.idle_timeout_secs",
-        "DUSK_RELAY_IDLE_TIMEOUT_SECS",
-        "close connections with no reservation, circuit or stream after this",
-    ),
-    setting(
-        "relay.max_reservations",
-        "DUSK_RELAY_MAX_RESERVATIONS",
-        "reservations, all peers together",
-    ),
-    setting(
-        "relay.max_reservations_per_peer",
-        "DUSK_RELAY_MAX_RESERVATIONS_PER_PEER",
-        "reservations of one peer",
-    ),
-    setting(
-        "relay.max_reservations_per_ip",
-        "DUSK_RELAY_MAX_RESERVATIONS_PER_IP",
-        "peers holding a reservation from one IP address; 0 = no limit",
-    ),
-    setting(
-        "relay.max_reservations_per_ipv6_64",
-        "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_64",
-        "peers holding a reservation from one IPv6 /64; 0 = no limit",
-    ),
-    setting(
-        "relay.max_reservations_per_ipv6_48",
-        "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_48",
-        "peers holding a reservation from one IPv6 /48; 0 = no limit",
-    ),
-    setting(
-        "relay.reservation_duration_secs",
-        "DUSK_RELAY_RESERVATION_DURATION_SECS",
-        "how long a reservation lasts before the client renews it",
-    ),
-    setting(
-        "relay.max_circuits",
-        "DUSK_RELAY_MAX_CIRCUITS",
-        "circuits, all peers together",
-    ),
-    setting(
-        "relay.max_circuits_per_peer",
-        "DUSK_RELAY_MAX_CIRCUITS_PER_PEER",
-        "circuits from or to one peer",
-    ),
-    setting(
-        "relay.max_circuits_per_ip",
-        "DUSK_RELAY_MAX_CIRCUITS_PER_IP",
-        "open circuit ends (source or destination) at one IP address; 0 = no limit",
-    ),
-    setting(
-        "relay.max_circuits_per_ipv6_64",
-        "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_64",
-        "open circuit ends at one IPv6 /64; 0 = no limit",
-    ),
-    setting(
-        "relay.max_circuits_per_ipv6_48",
-        "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_48",
-        "open circuit ends at one IPv6 /48; 0 = no limit",
-    ),
-    setting(
-        "relay.max_circuit_duration_secs",
-        "DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS",
-        "lifetime of one circuit; 0 = no limit",
-    ),
-    setting(
-        "relay.max_circuit_bytes",
-        "DUSK_RELAY_MAX_CIRCUIT_BYTES",
-        "bytes one circuit may carry; 0 = no limit",
-    ),
-    setting(
-        "relay.reservation_rate_per_peer",
-        "DUSK_RELAY_RESERVATION_RATE_PER_PEER",
-        "reservation requests per minute per peer; 0 = no limit",
-    ),
-    setting(
-        "relay.reservation_rate_per_ip",
-        "DUSK_RELAY_RESERVATION_RATE_PER_IP",
-        "reservation requests per minute per IP; 0 = no limit",
-    ),
-    setting(
-        "relay.circuit_rate_per_peer",
-        "DUSK_RELAY_CIRCUIT_RATE_PER_PEER",
-        "circuit requests per minute per peer; 0 = no limit",
-    ),
-    setting(
-        "relay.circuit_rate_per_ip",
-        "DUSK_RELAY_CIRCUIT_RATE_PER_IP",
-        "circuit requests per minute per IP; 0 = no limit",
-    ),
-    setting(
-        "bandwidth.circuit_bytes_per_sec",
-        "DUSK_RELAY_CIRCUIT_BYTES_PER_SEC",
-        "bytes/s of one direction of one circuit; slowed, not cut; 0 = no limit",
-    ),
-    setting(
-        "bandwidth.peer_bytes_per_sec",
-        "DUSK_RELAY_PEER_BYTES_PER_SEC",
-        "bytes/s one peer sends into all its circuits; 0 = no limit",
-    ),
-    setting(
-        "bandwidth.total_bytes_per_sec",
-        "DUSK_RELAY_TOTAL_BYTES_PER_SEC",
-        "bytes/s through all circuits together; 0 = no limit",
-    ),
-    setting(
-        "bandwidth.exempt",
-        "DUSK_RELAY_BANDWIDTH_EXEMPT",
-        "peer ids never throttled (your own bridges or bots)",
-    ),
-    setting(
-        "access.allow",
-        "DUSK_RELAY_ALLOW",
-        "if set, only these peer ids and IP ranges (CIDR) are served; reloaded on SIGHUP",
-    ),
-    setting(
-        "access.deny",
-        "DUSK_RELAY_DENY",
-        "peer ids and IP ranges (CIDR) refused with PERMISSION_DENIED; reloaded on SIGHUP",
-    ),
-    setting(
-        "rendezvous.min_ttl_secs",
-        "DUSK_RELAY_RENDEZVOUS_MIN_TTL_SECS",
-        "shortest registration TTL accepted",
-    ),
-    setting(
-        "rendezvous.max_ttl_secs",
-        "DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS",
-        "longest registration TTL accepted",
-    ),
-    setting(
-        "rendezvous.max_registrations_per_peer",
-        "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER",
-        "registrations of one peer",
-    ),
-    setting(
-        "rendezvous.max_registrations",
-        "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
-        "registrations, all peers together",
-    ),
-    setting(
-        "rendezvous.max_registrations_per_ip",
-        "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IP",
-        "registrations made from one IP address (on this relay); 0 = no limit",
-    ),
-    setting(
-        "rendezvous.max_registrations_per_ipv6_64",
-        "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_64",
-        "registrations made from one IPv6 /64; 0 = no limit",
-    ),
-    setting(
-        "rendezvous.max_registrations_per_ipv6_48",
-        "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_48",
-        "registrations made from one IPv6 /48; 0 = no limit",
-    ),
-    setting(
-        "rendezvous.register_rate_per_peer",
-        "DUSK_RELAY_RENDEZVOUS_REGISTER_RATE_PER_PEER",
-        "REGISTER requests per minute per peer; 0 = no limit",
-    ),
-    setting(
-        "rendezvous.register_rate_per_ip",
-        "DUSK_RELAY_RENDEZVOUS_REGISTER_RATE_PER_IP",
-        "REGISTER requests per minute per IP; 0 = no limit",
-    ),
-    setting(
-        "rendezvous.max_record_bytes",
-        "DUSK_RELAY_RENDEZVOUS_MAX_RECORD_BYTES",
-        "largest signed peer record accepted (bytes)",
-    ),
-    setting(
-        "rendezvous.max_record_addrs",
-        "DUSK_RELAY_RENDEZVOUS_MAX_RECORD_ADDRS",
-        "most addresses one signed peer record may hold",
-    ),
-    setting(
-        "rendezvous.max_bytes_per_peer",
-        "DUSK_RELAY_RENDEZVOUS_MAX_BYTES_PER_PEER",
-        "record bytes one peer's registrations may hold, all namespaces together",
-    ),
-    setting(
-        "rendezvous.max_bytes",
-        "DUSK_RELAY_RENDEZVOUS_MAX_BYTES",
-        "record bytes the whole store may hold",
-    ),
-    setting(
-        "rendezvous.allow_discover_all",
-        "DUSK_RELAY_RENDEZVOUS_ALLOW_DISCOVER_ALL",
-        "true: answer DISCOVER without a namespace (lists every community's members)",
-    ),
-    setting(
-        "rendezvous.allow_direct_addrs",
-        "DUSK_RELAY_RENDEZVOUS_ALLOW_DIRECT_ADDRS",
-        "true: accept records with non-/p2p-circuit addresses, revealing registrants' IPs",
-    ),
-    setting(
-        "rendezvous.store",
-        "DUSK_RELAY_RENDEZVOUS_STORE",
-        "memory, or redis://[:password@]host:6379 shared by a fleet of relays",
-    ),
-];
+impl Id {
+    pub fn setting(self) -> &'static Setting {
+        // `settings!` lists the enum and the table in the same order.
+        &SETTINGS[self as usize]
+    }
+
+    /// The environment variable, which also names the setting in the layers.
+    pub fn env(self) -> &'static str {
+        self.setting().env
+    }
+}
+
+settings! {
+    Port = "port", "DUSK_RELAY_PORT",
+        "TCP port, and UDP port of QUIC v1";
+    WsPort = "ws_port", "DUSK_RELAY_WS_PORT",
+        "WebSocket port; unset: port + 10000; 0 or off disables";
+    WssPort = "wss_port", "DUSK_RELAY_WSS_PORT",
+        "secure WebSocket port; unset: port + 20000; 0 or off disables";
+    ListenIps = "listen_ips", "DUSK_RELAY_LISTEN_IPS",
+        "IPs every listener binds to (comma-separated in env and flags)";
+    ExternalAddr = "external_addrs", "DUSK_RELAY_EXTERNAL_ADDR",
+        "public multiaddrs put in reservations, e.g. /dns4/relay.example.com/tcp/4001";
+    Keypair = "keypair", "DUSK_RELAY_KEYPAIR",
+        "the relay's ed25519 identity file";
+    LogFormat = "log_format", "DUSK_RELAY_LOG_FORMAT",
+        "text (the human lines) or json (one object per line)";
+    MetricsAddr = "metrics_addr", "DUSK_RELAY_METRICS_ADDR",
+        "IP:port of /metrics, /healthz, /readyz; unset: 127.0.0.1:(port + 5000); off disables";
+    DrainSecs = "drain_secs", "DUSK_RELAY_DRAIN_SECS",
+        "how long circuits may keep flowing after the first SIGTERM/SIGINT; 0 stops at once";
+    TlsCert = "tls.cert", "DUSK_RELAY_TLS_CERT",
+        "WSS certificate chain (PEM); reloaded on SIGHUP and when the file changes";
+    TlsKey = "tls.key", "DUSK_RELAY_TLS_KEY",
+        "WSS private key (PEM); set with tls.cert, or neither for a self-signed certificate";
+    TlsHostnames = "tls.hostnames", "DUSK_RELAY_TLS_HOSTNAMES",
+        "extra names for the self-signed certificate";
+    MaxConnections = "connections.max", "DUSK_MAX_CONNECTIONS",
+        "established connections, all peers together";
+    MaxConnectionsPerPeer = "connections.max_per_peer", "DUSK_RELAY_MAX_CONNECTIONS_PER_PEER",
+        "established connections of one peer";
+    MaxPendingIncoming = "connections.max_pending_incoming", "DUSK_RELAY_MAX_PENDING_INCOMING",
+        "incoming connections still in their handshake";
+    MaxPendingPerIp = "connections.max_pending_per_ip", "DUSK_RELAY_MAX_PENDING_PER_IP",
+        "incoming connections still in their handshake from one IP address; 0 = no limit";
+    MaxPendingPerIpv6Prefix64 = "connections.max_pending_per_ipv6_64", "DUSK_RELAY_MAX_PENDING_PER_IPV6_64",
+        "handshakes in flight from one IPv6 /64; 0 = no limit";
+    MaxPendingPerIpv6Prefix48 = "connections.max_pending_per_ipv6_48", "DUSK_RELAY_MAX_PENDING_PER_IPV6_48",
+        "handshakes in flight from one IPv6 /48; 0 = no limit";
+    MaxConnectionsPerIp = "connections.max_per_ip", "DUSK_RELAY_MAX_CONNECTIONS_PER_IP",
+        "connections (pending or established) from one IP address; 0 = no limit";
+    MaxConnectionsPerIpv6Prefix64 = "connections.max_per_ipv6_64", "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64",
+        "connections from one IPv6 /64; 0 = no limit";
+    MaxConnectionsPerIpv6Prefix48 = "connections.max_per_ipv6_48", "DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_48",
+        "connections from one IPv6 /48; 0 = no limit";
+    MaxMemoryMib = "connections.max_memory_mib", "DUSK_RELAY_MAX_MEMORY_MIB",
+        "refuse new connections while resident memory is above this (MiB); 0 = off";
+    HandshakeTimeoutSecs = "connections.handshake_timeout_secs", "DUSK_RELAY_HANDSHAKE_TIMEOUT_SECS",
+        "a connection must finish TCP/WS/TLS, noise and yamux within this";
+    MaxNegotiatingStreams = "connections.max_negotiating_streams", "DUSK_RELAY_MAX_NEGOTIATING_STREAMS",
+        "streams of one connection still negotiating their protocol";
+    IdleTimeoutSecs = "connections.idle_timeout_secs", "DUSK_RELAY_IDLE_TIMEOUT_SECS",
+        "close connections with no reservation, circuit or stream after this";
+    MaxReservations = "relay.max_reservations", "DUSK_RELAY_MAX_RESERVATIONS",
+        "reservations, all peers together";
+    MaxReservationsPerPeer = "relay.max_reservations_per_peer", "DUSK_RELAY_MAX_RESERVATIONS_PER_PEER",
+        "reservations of one peer";
+    MaxReservationsPerIp = "relay.max_reservations_per_ip", "DUSK_RELAY_MAX_RESERVATIONS_PER_IP",
+        "peers holding a reservation from one IP address; 0 = no limit";
+    MaxReservationsPerIpv6Prefix64 = "relay.max_reservations_per_ipv6_64", "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_64",
+        "peers holding a reservation from one IPv6 /64; 0 = no limit";
+    MaxReservationsPerIpv6Prefix48 = "relay.max_reservations_per_ipv6_48", "DUSK_RELAY_MAX_RESERVATIONS_PER_IPV6_48",
+        "peers holding a reservation from one IPv6 /48; 0 = no limit";
+    ReservationDurationSecs = "relay.reservation_duration_secs", "DUSK_RELAY_RESERVATION_DURATION_SECS",
+        "how long a reservation lasts before the client renews it";
+    MaxCircuits = "relay.max_circuits", "DUSK_RELAY_MAX_CIRCUITS",
+        "circuits, all peers together";
+    MaxCircuitsPerPeer = "relay.max_circuits_per_peer", "DUSK_RELAY_MAX_CIRCUITS_PER_PEER",
+        "circuits from or to one peer";
+    MaxCircuitsPerIp = "relay.max_circuits_per_ip", "DUSK_RELAY_MAX_CIRCUITS_PER_IP",
+        "open circuit ends (source or destination) at one IP address; 0 = no limit";
+    MaxCircuitsPerIpv6Prefix64 = "relay.max_circuits_per_ipv6_64", "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_64",
+        "open circuit ends at one IPv6 /64; 0 = no limit";
+    MaxCircuitsPerIpv6Prefix48 = "relay.max_circuits_per_ipv6_48", "DUSK_RELAY_MAX_CIRCUITS_PER_IPV6_48",
+        "open circuit ends at one IPv6 /48; 0 = no limit";
+    MaxCircuitDurationSecs = "relay.max_circuit_duration_secs", "DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS",
+        "lifetime of one circuit; 0 = no limit";
+    MaxCircuitBytes = "relay.max_circuit_bytes", "DUSK_RELAY_MAX_CIRCUIT_BYTES",
+        "bytes one circuit may carry; 0 = no limit";
+    ReservationRatePerPeer = "relay.reservation_rate_per_peer", "DUSK_RELAY_RESERVATION_RATE_PER_PEER",
+        "reservation requests per minute per peer; 0 = no limit";
+    ReservationRatePerIp = "relay.reservation_rate_per_ip", "DUSK_RELAY_RESERVATION_RATE_PER_IP",
+        "reservation requests per minute per IP; 0 = no limit";
+    CircuitRatePerPeer = "relay.circuit_rate_per_peer", "DUSK_RELAY_CIRCUIT_RATE_PER_PEER",
+        "circuit requests per minute per peer; 0 = no limit";
+    CircuitRatePerIp = "relay.circuit_rate_per_ip", "DUSK_RELAY_CIRCUIT_RATE_PER_IP",
+        "circuit requests per minute per IP; 0 = no limit";
+    CircuitBytesPerSec = "bandwidth.circuit_bytes_per_sec", "DUSK_RELAY_CIRCUIT_BYTES_PER_SEC",
+        "bytes/s of one direction of one circuit; slowed, not cut; 0 = no limit";
+    PeerBytesPerSec = "bandwidth.peer_bytes_per_sec", "DUSK_RELAY_PEER_BYTES_PER_SEC",
+        "bytes/s one peer sends into all its circuits; 0 = no limit";
+    TotalBytesPerSec = "bandwidth.total_bytes_per_sec", "DUSK_RELAY_TOTAL_BYTES_PER_SEC",
+        "bytes/s through all circuits together; 0 = no limit";
+    BandwidthExempt = "bandwidth.exempt", "DUSK_RELAY_BANDWIDTH_EXEMPT",
+        "peer ids never throttled (your own bridges or bots)";
+    Allow = "access.allow", "DUSK_RELAY_ALLOW",
+        "if set, only these peer ids and IP ranges (CIDR) are served; reloaded on SIGHUP";
+    Deny = "access.deny", "DUSK_RELAY_DENY",
+        "peer ids and IP ranges (CIDR) refused with PERMISSION_DENIED; reloaded on SIGHUP";
+    RendezvousMinTtlSecs = "rendezvous.min_ttl_secs", "DUSK_RELAY_RENDEZVOUS_MIN_TTL_SECS",
+        "shortest registration TTL accepted";
+    RendezvousMaxTtlSecs = "rendezvous.max_ttl_secs", "DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS",
+        "longest registration TTL accepted";
+    RendezvousMaxRegistrationsPerPeer = "rendezvous.max_registrations_per_peer", "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_PEER",
+        "registrations of one peer";
+    RendezvousMaxRegistrations = "rendezvous.max_registrations", "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS",
+        "registrations, all peers together";
+    RendezvousMaxRegistrationsPerIp = "rendezvous.max_registrations_per_ip", "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IP",
+        "registrations made from one IP address (on this relay); 0 = no limit";
+    RendezvousMaxRegistrationsPerIpv6Prefix64 = "rendezvous.max_registrations_per_ipv6_64", "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_64",
+        "registrations made from one IPv6 /64; 0 = no limit";
+    RendezvousMaxRegistrationsPerIpv6Prefix48 = "rendezvous.max_registrations_per_ipv6_48", "DUSK_RELAY_RENDEZVOUS_MAX_REGISTRATIONS_PER_IPV6_48",
+        "registrations made from one IPv6 /48; 0 = no limit";
+    RendezvousRegisterRatePerPeer = "rendezvous.register_rate_per_peer", "DUSK_RELAY_RENDEZVOUS_REGISTER_RATE_PER_PEER",
+        "REGISTER requests per minute per peer; 0 = no limit";
+    RendezvousRegisterRatePerIp = "rendezvous.register_rate_per_ip", "DUSK_RELAY_RENDEZVOUS_REGISTER_RATE_PER_IP",
+        "REGISTER requests per minute per IP; 0 = no limit";
+    RendezvousMaxRecordBytes = "rendezvous.max_record_bytes", "DUSK_RELAY_RENDEZVOUS_MAX_RECORD_BYTES",
+        "largest signed peer record accepted (bytes)";
+    RendezvousMaxRecordAddrs = "rendezvous.max_record_addrs", "DUSK_RELAY_RENDEZVOUS_MAX_RECORD_ADDRS",
+        "most addresses one signed peer record may hold";
+    RendezvousMaxBytesPerPeer = "rendezvous.max_bytes_per_peer", "DUSK_RELAY_RENDEZVOUS_MAX_BYTES_PER_PEER",
+        "record bytes one peer's registrations may hold, all namespaces together";
+    RendezvousMaxBytes = "rendezvous.max_bytes", "DUSK_RELAY_RENDEZVOUS_MAX_BYTES",
+        "record bytes the whole store may hold";
+    RendezvousAllowDiscoverAll = "rendezvous.allow_discover_all", "DUSK_RELAY_RENDEZVOUS_ALLOW_DISCOVER_ALL",
+        "true: answer DISCOVER without a namespace (lists every community's members)";
+    RendezvousAllowDirectAddrs = "rendezvous.allow_direct_addrs", "DUSK_RELAY_RENDEZVOUS_ALLOW_DIRECT_ADDRS",
+        "true: accept records with non-/p2p-circuit addresses, revealing registrants' IPs";
+    RendezvousStore = "rendezvous.store", "DUSK_RELAY_RENDEZVOUS_STORE",
+        "memory, or redis://[:password@]host:6379 shared by a fleet of relays";
+}
 
 /// Read by the binary to find the file layer; not itself a setting.
 pub const CONFIG_ENV: &str = "DUSK_RELAY_CONFIG";
@@ -571,6 +405,14 @@ fn toml_to_text(value: &toml::Value) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_id_names_its_own_row() {
+        for (index, setting) in SETTINGS.iter().enumerate() {
+            assert_eq!(setting.id as usize, index, "{}", setting.env);
+            assert_eq!(setting.id.setting().env, setting.env);
+        }
+    }
 
     #[test]
     fn every_setting_has_distinct_names() {

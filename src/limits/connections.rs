@@ -30,6 +30,7 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
+use crate::config::settings::Id;
 use crate::config::ConnectionLimits;
 use crate::limits::ip_tally::{ip_of, SourceCap, Tally};
 
@@ -55,39 +56,56 @@ impl Refusal {
         }
     }
 
-    /// What was exceeded, naming the setting that raises it.
-    fn explanation(self) -> &'static str {
+    /// What was exceeded, and the setting that raises it.
+    fn explanation(self) -> (&'static str, Option<Id>) {
         match self {
-            Refusal::Source(SourceCap::PerIp) => {
-                "too many connections from one IP address (DUSK_RELAY_MAX_CONNECTIONS_PER_IP)"
-            }
-            Refusal::Source(SourceCap::PerIpv6Range) => {
-                "too many connections from one IPv6 /64 (DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_64)"
-            }
-            Refusal::Source(SourceCap::PerIpv6Site) => {
-                "too many connections from one IPv6 /48 (DUSK_RELAY_MAX_CONNECTIONS_PER_IPV6_48)"
-            }
-            Refusal::Pending(SourceCap::PerIp) => {
-                "too many handshakes in flight from one IP address (DUSK_RELAY_MAX_PENDING_PER_IP)"
-            }
-            Refusal::Pending(SourceCap::PerIpv6Range) => {
-                "too many handshakes in flight from one IPv6 /64 (DUSK_RELAY_MAX_PENDING_PER_IPV6_64)"
-            }
-            Refusal::Pending(SourceCap::PerIpv6Site) => {
-                "too many handshakes in flight from one IPv6 /48 (DUSK_RELAY_MAX_PENDING_PER_IPV6_48)"
-            }
-            Refusal::FileDescriptors => {
-                "the relay is near its open-file limit (raise LimitNOFILE / ulimit -n)"
-            }
+            Refusal::Source(SourceCap::PerIp) => (
+                "too many connections from one IP address",
+                Some(Id::MaxConnectionsPerIp),
+            ),
+            Refusal::Source(SourceCap::PerIpv6Range) => (
+                "too many connections from one IPv6 /64",
+                Some(Id::MaxConnectionsPerIpv6Prefix64),
+            ),
+            Refusal::Source(SourceCap::PerIpv6Site) => (
+                "too many connections from one IPv6 /48",
+                Some(Id::MaxConnectionsPerIpv6Prefix48),
+            ),
+            Refusal::Pending(SourceCap::PerIp) => (
+                "too many handshakes in flight from one IP address",
+                Some(Id::MaxPendingPerIp),
+            ),
+            Refusal::Pending(SourceCap::PerIpv6Range) => (
+                "too many handshakes in flight from one IPv6 /64",
+                Some(Id::MaxPendingPerIpv6Prefix64),
+            ),
+            Refusal::Pending(SourceCap::PerIpv6Site) => (
+                "too many handshakes in flight from one IPv6 /48",
+                Some(Id::MaxPendingPerIpv6Prefix48),
+            ),
+            Refusal::FileDescriptors => (
+                "the relay is near its open-file limit (raise LimitNOFILE / ulimit -n)",
+                None,
+            ),
         }
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("connection refused: {}", .reason.explanation())]
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.reason.explanation() {
+            (what, Some(setting)) => write!(f, "connection refused: {what} ({})", setting.env()),
+            (what, None) => write!(f, "connection refused: {what}"),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct Refused {
     pub reason: Refusal,
 }
+
+impl std::error::Error for Refused {}
 
 struct Tracked {
     ip: IpAddr,

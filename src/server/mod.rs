@@ -29,6 +29,7 @@ use crate::behaviour::boxed_handler::Boxed;
 use crate::behaviour::{Behaviour, RelaySwarm, Shared};
 use crate::circuit::streams::{self, CircuitServices};
 use crate::config::defaults;
+use crate::config::settings::Id;
 use crate::config::{Config, RendezvousStore};
 use crate::events::RelayEvent;
 use crate::http::{self, Health};
@@ -86,9 +87,9 @@ enum Listener {
 impl Listener {
     fn port_var(self) -> &'static str {
         match self {
-            Listener::Tcp | Listener::Quic => "DUSK_RELAY_PORT",
-            Listener::Ws => "DUSK_RELAY_WS_PORT",
-            Listener::Wss => "DUSK_RELAY_WSS_PORT",
+            Listener::Tcp | Listener::Quic => Id::Port.env(),
+            Listener::Ws => Id::WsPort.env(),
+            Listener::Wss => Id::WssPort.env(),
         }
     }
 

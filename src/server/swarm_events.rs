@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::access::gate::GateEvent;
 use crate::behaviour::{BehaviourEvent, RelaySwarm};
+use crate::config::settings::Id;
 use crate::events::RelayEvent;
 use crate::limits::connections::Refused;
 use crate::limits::relay_per_ip::IpCaps;
@@ -247,7 +248,10 @@ impl EventHandler {
         {
             return Some((
                 "memory",
-                format!("connection refused: {exceeded} (DUSK_RELAY_MAX_MEMORY_MIB)"),
+                format!(
+                    "connection refused: {exceeded} ({})",
+                    Id::MaxMemoryMib.env()
+                ),
             ));
         }
         if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
@@ -263,9 +267,11 @@ impl EventHandler {
             return Some((
                 reason,
                 format!(
-                    "connection refused: {exceeded} (DUSK_MAX_CONNECTIONS={}, \
-                     DUSK_RELAY_MAX_CONNECTIONS_PER_PEER, DUSK_RELAY_MAX_PENDING_INCOMING)",
-                    self.max_connections
+                    "connection refused: {exceeded} ({}={}, {}, {})",
+                    Id::MaxConnections.env(),
+                    self.max_connections,
+                    Id::MaxConnectionsPerPeer.env(),
+                    Id::MaxPendingIncoming.env(),
                 ),
             ));
         }
