@@ -8,42 +8,35 @@ pub mod healthcheck;
 pub mod log_text;
 pub mod log_throttle;
 mod relay_counts;
+mod startup;
 pub mod swarm_events;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use libp2p::core::transport::ListenerId;
-use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, TransportError};
+use libp2p::{Multiaddr, PeerId};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{broadcast, oneshot};
 use tracing::{info, warn};
 
 use crate::access::{AccessControl, AccessList};
-use crate::behaviour::boxed_handler::Boxed;
-use crate::behaviour::{Behaviour, RelaySwarm, Shared};
-use crate::circuit::streams::{self, CircuitServices};
+use crate::behaviour::{RelaySwarm, Shared};
 use crate::config::defaults;
-use crate::config::settings::Id;
 use crate::config::{Config, RendezvousStore};
 use crate::events::RelayEvent;
-use crate::http::{self, Health};
-use crate::identity::{self, IdentityError, Origin};
-use crate::limits::bandwidth::Bandwidth;
+use crate::http::Health;
+use crate::identity::IdentityError;
 use crate::limits::file_descriptors;
 use crate::limits::relay_per_ip::IpCaps;
 use crate::metrics::Metrics;
-use crate::net::transport::WssTls;
-use crate::net::{transport, udp_buffer};
+use crate::net::udp_buffer;
 use crate::rendezvous::redis::{self, RedisStore};
 use crate::rendezvous::{MemoryStore, Store, StoreError};
-use crate::tls::reload::{CertificateReloader, Reloaded, ServedCertificate, WatchGuard};
-use crate::tls::{self, TlsError};
+use crate::tls::reload::{CertificateReloader, Reloaded, WatchGuard};
+use crate::tls::TlsError;
 use swarm_events::EventHandler;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,40 +66,6 @@ pub enum RelayError {
          with DUSK_RELAY_METRICS_ADDR (off disables the endpoint)"
     )]
     MetricsListen { addr: SocketAddr, reason: String },
-}
-
-/// Which listener an address belongs to; names the variable that sets its port.
-#[derive(Debug, Clone, Copy)]
-enum Listener {
-    Tcp,
-    Quic,
-    Ws,
-    Wss,
-}
-
-impl Listener {
-    fn port_var(self) -> &'static str {
-        match self {
-            Listener::Tcp | Listener::Quic => Id::Port.env(),
-            Listener::Ws => Id::WsPort.env(),
-            Listener::Wss => Id::WssPort.env(),
-        }
-    }
-
-    fn address(self, ip: IpAddr, port: u16) -> Multiaddr {
-        let addr = Multiaddr::from(ip);
-        match self {
-            Listener::Tcp => addr.with(Protocol::Tcp(port)),
-            Listener::Quic => addr.with(Protocol::Udp(port)).with(Protocol::QuicV1),
-            Listener::Ws => addr
-                .with(Protocol::Tcp(port))
-                .with(Protocol::Ws("/".into())),
-            Listener::Wss => addr
-                .with(Protocol::Tcp(port))
-                .with(Protocol::Tls)
-                .with(Protocol::Ws("/".into())),
-        }
-    }
 }
 
 /// A relay whose listeners are all up, ready to [`run`](Relay::run).
@@ -157,59 +116,18 @@ impl Relay {
         config: Config,
         store: Arc<dyn Store>,
     ) -> Result<Relay, RelayError> {
-        let (keypair, origin) = identity::load_or_create(&config.keypair_path)?;
-        let peer_id = keypair.public().to_peer_id();
-        let probe_peer_id = identity::probe_keypair(&keypair).map(|k| k.public().to_peer_id());
-        info!("peer id: {peer_id}");
-        match origin {
-            Origin::Loaded => info!(path = %config.keypair_path.display(), "loaded relay identity"),
-            Origin::Created => {
-                info!(path = %config.keypair_path.display(), "created a new relay identity")
-            }
-        }
-
-        let tls = match config.wss_port {
-            Some(_) => Some(tls::load_or_generate(&config)?),
-            None => None,
-        };
-        if let Some(tls) = &tls {
-            if tls.self_signed {
-                warn!(
-                    cert = %tls.cert_path.display(),
-                    "WSS uses a self-signed certificate that browsers will not trust; \
-                     set DUSK_RELAY_TLS_CERT and DUSK_RELAY_TLS_KEY for public use"
-                );
-            }
-        }
-        let served = match &tls {
-            Some(material) => Some(ServedCertificate::new(material)?),
-            None => None,
-        };
-        let certificate_chain = tls.as_ref().map(|t| t.certs.clone()).unwrap_or_default();
-
+        let identity = startup::load_identity(&config)?;
+        let certificate = startup::load_certificate(&config)?;
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::new(&mut registry);
-        let transport = transport::build(
-            &keypair,
-            served.as_ref().map(|s| WssTls::Serve(s.server_config())),
-            config.handshake_timeout,
-        )
-        .map_err(|e| RelayError::Transport(e.to_string()))?;
-        let ip_caps = IpCaps::new(&config.relay, metrics.source_cap_denials());
-        let access = AccessControl::new(config.access.clone());
-        let transport = streams::instrument(
-            transport,
-            CircuitServices {
-                relayed: metrics.relayed_bytes(),
-                bandwidth: Bandwidth::new(&config.bandwidth, metrics.throttled_seconds()),
-                ip_caps: ip_caps.clone(),
-            },
-        );
         let draining = Arc::new(AtomicBool::new(false));
+        let access = AccessControl::new(config.access.clone());
+        let ip_caps = IpCaps::new(&config.relay, metrics.source_cap_denials());
         udp_buffer::log_at_start();
-        let behaviour = Behaviour::with_shared(
-            &keypair,
+        let mut swarm = startup::build_swarm(
             &config,
+            identity.keypair,
+            certificate.as_ref(),
             Shared {
                 store,
                 draining: draining.clone(),
@@ -217,154 +135,33 @@ impl Relay {
                 access: access.clone(),
                 descriptor_budget: file_descriptors::raise_and_budget(),
             },
-        );
-        let idle_timeout = config.idle_connection_timeout;
-        let max_negotiating = config.connection_limits.max_negotiating_streams;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_other_transport(|_| transport)
-            .map_err(|e| RelayError::Transport(e.to_string()))?
-            .with_bandwidth_metrics(&mut registry)
-            .with_behaviour(|_| Boxed(behaviour))
-            .map_err(|e| RelayError::Transport(e.to_string()))?
-            .with_swarm_config(|c| {
-                c.with_idle_connection_timeout(idle_timeout)
-                    .with_max_negotiating_inbound_streams(max_negotiating)
-            })
-            .build();
-
+            &metrics,
+            &mut registry,
+        )?;
         let (observers, _) = broadcast::channel(1024);
-        let certificate_reloader = match (served, &tls) {
-            (Some(served), Some(material)) => Some(CertificateReloader::new(
-                served,
-                material,
-                observers.clone(),
-                metrics.certificate_reloads(),
-            )),
-            _ => None,
-        };
-        let certificate_watch = match &certificate_reloader {
-            Some(reloader) => {
-                match reloader.watch() {
-                    Ok(guard) => Some(guard),
-                    Err(e) => {
-                        warn!("cannot watch the WSS certificate files ({e}); reload with SIGHUP instead");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
-        let advertise_listen_addrs = config.external_addrs.is_empty();
+        let certificate_chain = certificate
+            .as_ref()
+            .map(|c| c.material.certs.clone())
+            .unwrap_or_default();
+        let (certificate_reloader, certificate_watch) =
+            startup::start_certificate_reload(certificate, &observers, &metrics);
         let mut events = EventHandler::new(
-            peer_id,
-            probe_peer_id,
-            advertise_listen_addrs,
+            identity.peer_id,
+            identity.probe_peer_id,
+            config.external_addrs.is_empty(),
             config.connection_limits.max_established,
             observers.clone(),
             metrics,
             ip_caps,
         );
-
-        for addr in &config.external_addrs {
-            swarm.add_external_address(addr.clone());
-            info!("relay address: {} (announced)", events.full_address(addr));
-        }
-        if advertise_listen_addrs {
-            warn!(
-                "DUSK_RELAY_EXTERNAL_ADDR is not set: reservations carry this host's own \
-                 listen addresses, which only works for local clients; public deployments \
-                 must set it to the relay's public multiaddrs"
-            );
-        }
-
-        // Listeners on a specific IP report that address at once: wait for it, so callers
-        // (tests, embedders) learn OS-assigned ports. A wildcard listener may never report
-        // one (`::` in a container with IPv6 disabled binds but has no address), so it is
-        // up once bound and its addresses are printed as the system reports them.
-        let mut pending = Vec::new();
-        let mut bound = 0;
-        for (listener, port) in [
-            (Listener::Tcp, Some(config.port)),
-            (Listener::Quic, Some(config.port)),
-            (Listener::Ws, config.ws_port),
-            (Listener::Wss, config.wss_port),
-        ] {
-            let Some(port) = port else { continue };
-            for &ip in &config.listen_ips {
-                let addr = listener.address(ip, port);
-                match swarm.listen_on(addr.clone()) {
-                    Ok(id) => {
-                        bound += 1;
-                        if !ip.is_unspecified() {
-                            pending.push((id, addr));
-                        }
-                    }
-                    Err(error) if ip.is_ipv6() && ipv6_unavailable(&error) => {
-                        warn!(%addr, %error, "IPv6 is not available on this host; listening on IPv4 only");
-                    }
-                    Err(error) => {
-                        return Err(RelayError::Listen {
-                            addr,
-                            port,
-                            var: listener.port_var(),
-                            reason: error.to_string(),
-                        })
-                    }
-                }
-            }
-        }
-
-        let mut listen_addrs = Vec::new();
-        while !pending.is_empty() {
-            let event = swarm.select_next_some().await;
-            match &event {
-                SwarmEvent::NewListenAddr {
-                    listener_id,
-                    address,
-                } => {
-                    listen_addrs.push(address.clone());
-                    pending.retain(|(id, _)| id != listener_id);
-                }
-                SwarmEvent::ListenerClosed {
-                    listener_id,
-                    reason,
-                    ..
-                } => {
-                    if let Some(addr) = take_listener(&mut pending, *listener_id) {
-                        let reason = match reason {
-                            Ok(()) => "closed".to_owned(),
-                            Err(e) => e.to_string(),
-                        };
-                        return Err(RelayError::ListenerFailed { addr, reason });
-                    }
-                }
-                _ => {}
-            }
-            events.handle(&mut swarm, event);
-        }
+        startup::announce_external_addresses(&mut swarm, &config, &events);
+        let listeners = startup::bind_listeners(&mut swarm, &config, &mut events).await?;
         let health = Arc::new(Health::default());
         health.tick();
-        let (http_addr, http_stop) = match config.metrics_addr {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                    RelayError::MetricsListen {
-                        addr,
-                        reason: e.to_string(),
-                    }
-                })?;
-                let bound_addr = listener.local_addr().ok();
-                let (stop, stopped) = oneshot::channel();
-                http::serve(listener, Arc::new(registry), health.clone(), stopped);
-                if let Some(bound_addr) = bound_addr {
-                    info!("metrics and health endpoint: http://{bound_addr}/metrics, /healthz, /readyz");
-                }
-                (bound_addr, Some(stop))
-            }
-            None => (None, None),
-        };
+        let (http_addr, http_stop) =
+            startup::start_http_endpoint(config.metrics_addr, registry, health.clone()).await?;
         health.set_ready(true);
-        info!("dusk relay ready: {bound} listeners bound");
+        info!("dusk relay ready: {} listeners bound", listeners.bound);
 
         Ok(Relay {
             swarm,
@@ -375,7 +172,7 @@ impl Relay {
             drain_timeout: config.drain_timeout,
             http_addr,
             _http_stop: http_stop,
-            listen_addrs,
+            listen_addrs: listeners.addresses,
             observers,
             certificate_chain,
             certificate_reloader,
@@ -511,27 +308,6 @@ impl Relay {
             stop: Some(stop),
             task: Some(task),
         }
-    }
-}
-
-fn take_listener(pending: &mut Vec<(ListenerId, Multiaddr)>, id: ListenerId) -> Option<Multiaddr> {
-    let index = pending
-        .iter()
-        .position(|(pending_id, _)| *pending_id == id)?;
-    Some(pending.swap_remove(index).1)
-}
-
-/// Binding `::` on a host without IPv6 fails with one of these.
-fn ipv6_unavailable(error: &TransportError<std::io::Error>) -> bool {
-    use std::io::ErrorKind;
-    match error {
-        TransportError::Other(e) => {
-            matches!(
-                e.kind(),
-                ErrorKind::AddrNotAvailable | ErrorKind::Unsupported
-            ) || e.raw_os_error() == Some(97) // EAFNOSUPPORT
-        }
-        TransportError::MultiaddrNotSupported(_) => false,
     }
 }
 
