@@ -18,8 +18,25 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::limits::bandwidth::ThrottledSeconds;
-use crate::limits::relay_per_ip::SourceCapDenials;
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceCapLabel {
+    /// `reservation` or `circuit`.
+    pub what: &'static str,
+    /// `per_ip`, `per_ipv6_64` or `per_ipv6_48` ([`crate::limits::ip_tally::SourceCap::name`]).
+    pub cap: &'static str,
+}
+
+/// Reservations and circuits refused by a per-source cap.
+pub type SourceCapDenials = Family<SourceCapLabel, Counter>;
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    /// `circuit`, `peer` or `total`: which cap made a stream wait.
+    pub scope: &'static str,
+}
+
+/// Seconds circuit streams spent waiting for a bucket, by cap.
+pub type ThrottledSeconds = Family<ScopeLabel, Counter<f64, std::sync::atomic::AtomicU64>>;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use dusk_relay::config::Config;
 use dusk_relay::limits::connections::{Refused, SourceLimits};
-use dusk_relay::limits::relay_per_ip::{IpCaps, SourceCapDenials, SourceCapLabel};
+use dusk_relay::limits::relay_per_ip::IpCaps;
+use dusk_relay::metrics::{SourceCapDenials, SourceCapLabel};
 use dusk_relay::RelayEvent;
 use futures::future::join_all;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

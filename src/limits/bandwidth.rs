@@ -17,25 +17,14 @@ use std::task::{ready, Context, Poll};
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 use libp2p::PeerId;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 
 use crate::config::BandwidthLimits;
+use crate::metrics::{ScopeLabel, ThrottledSeconds};
 
 type Bucket = RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>;
 
 /// The smallest burst a bucket allows, so small caps still move whole frames.
 const MIN_BURST: u32 = 16 * 1024;
-
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ScopeLabel {
-    /// `circuit`, `peer` or `total`: which cap made a stream wait.
-    pub scope: &'static str,
-}
-
-/// Seconds circuit streams spent waiting for a bucket, by cap.
-pub type ThrottledSeconds = Family<ScopeLabel, Counter<f64, std::sync::atomic::AtomicU64>>;
 
 struct Capped {
     scope: &'static str,

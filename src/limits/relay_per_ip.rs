@@ -11,23 +11,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use libp2p::{Multiaddr, PeerId};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 
 use crate::config::RelayLimits;
 use crate::limits::ip_tally::{ip_of, SourceCap, Tally};
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceCapLabel {
-    /// `reservation` or `circuit`.
-    pub what: &'static str,
-    /// `per_ip`, `per_ipv6_64` or `per_ipv6_48` ([`SourceCap::name`]).
-    pub cap: &'static str,
-}
-
-/// Reservations and circuits refused by a per-source cap.
-pub type SourceCapDenials = Family<SourceCapLabel, Counter>;
+use crate::metrics::{SourceCapDenials, SourceCapLabel};
 
 #[derive(Default)]
 struct Reservations {
