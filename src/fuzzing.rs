@@ -96,7 +96,7 @@ pub fn circuit_address(data: &[u8]) {
             &fixture.own,
             fixture.registrant,
         );
-        let _ = crate::limits::ip_tally::ip_of(&addr);
+        let _ = crate::multiaddr_ext::ip_of(&addr);
     }
 }
 

@@ -18,6 +18,7 @@ pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
+pub mod multiaddr_ext;
 pub mod net;
 pub mod rendezvous;
 pub mod server;

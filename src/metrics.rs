@@ -9,7 +9,6 @@
 //! are the stacks of this relay's own listeners and of the addresses its transports
 //! give connections, a small fixed set.
 
-use libp2p::multiaddr::Protocol;
 use libp2p::{identify, ping, relay, Multiaddr};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,6 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+use crate::multiaddr_ext::transport_of;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceCapLabel {
@@ -387,28 +388,4 @@ fn status_name(status: relay::StatusCode) -> String {
         out.push(c.to_ascii_uppercase());
     }
     out
-}
-
-/// The transport of a connection, from its address; never the address itself.
-pub fn transport_of(addr: &Multiaddr) -> &'static str {
-    let mut tcp = false;
-    let mut ws = false;
-    let mut tls = false;
-    for protocol in addr.iter() {
-        match protocol {
-            Protocol::P2pCircuit => return "relayed",
-            Protocol::QuicV1 => return "quic",
-            Protocol::Tcp(_) => tcp = true,
-            Protocol::Ws(_) => ws = true,
-            Protocol::Wss(_) => (ws, tls) = (true, true),
-            Protocol::Tls => tls = true,
-            _ => {}
-        }
-    }
-    match (tcp, ws, tls) {
-        (true, true, true) => "wss",
-        (true, true, false) => "ws",
-        (true, false, _) => "tcp",
-        _ => "other",
-    }
 }

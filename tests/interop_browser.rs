@@ -23,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use dusk_relay::RelayEvent;
-use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use serde_json::{json, Value};
 use support::js::*;
@@ -306,7 +305,7 @@ async fn browser_reserves_over_wss_and_exchanges_with_rust_peers_through_circuit
         browser
             .addrs
             .iter()
-            .any(|a| a.iter().any(|p| p == Protocol::P2pCircuit)),
+            .any(dusk_relay::multiaddr_ext::is_relayed),
         "the browser has no circuit address after reserving: {:?}",
         browser.addrs
     );

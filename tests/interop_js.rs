@@ -74,7 +74,7 @@ async fn relay_and_reserved_js_with(
         listener
             .addrs
             .iter()
-            .any(|a| a.iter().any(|p| p == Protocol::P2pCircuit)),
+            .any(dusk_relay::multiaddr_ext::is_relayed),
         "js listener has no circuit address after reserving: {:?}",
         listener.addrs
     );

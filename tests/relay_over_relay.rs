@@ -61,7 +61,7 @@ async fn hop_is_refused_over_a_relayed_connection() {
     within(EVENT_TIMEOUT, "second relay listening", async {
         while second_direct.is_none() || !reserved {
             if let SwarmEvent::NewListenAddr { address, .. } = second.select_next_some().await {
-                if address.iter().any(|p| p == Protocol::P2pCircuit) {
+                if dusk_relay::multiaddr_ext::is_relayed(&address) {
                     reserved = true;
                 } else {
                     second_direct = Some(address.clone());

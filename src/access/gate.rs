@@ -29,7 +29,7 @@ use libp2p::{relay, Multiaddr, PeerId};
 use prost::Message as _;
 
 use crate::access::AccessControl;
-use crate::limits::ip_tally::ip_of;
+use crate::multiaddr_ext::ip_of;
 
 /// How long a denied peer's connection stays open when it asks nothing: long enough to
 /// send the HOP request it connected for and read the answer.

@@ -31,8 +31,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::limits::bandwidth::{Bandwidth, Throttle};
-use crate::limits::ip_tally::ip_of;
 use crate::limits::relay_per_ip::{CircuitLeg, IpCaps};
+use crate::multiaddr_ext::ip_of;
 
 /// Writes on a circuit stream are gathered up to this before they go to the muxer.
 /// libp2p-relay copies a circuit through an 8 KiB `BufReader`, so each write it makes is

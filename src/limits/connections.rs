@@ -32,7 +32,8 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::config::settings::Id;
 use crate::config::ConnectionLimits;
-use crate::limits::ip_tally::{ip_of, SourceCap, Tally};
+use crate::limits::ip_tally::{SourceCap, Tally};
+use crate::multiaddr_ext::ip_of;
 
 /// Why [`SourceLimits`] refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,25 +8,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use libp2p::multiaddr::Protocol;
-use libp2p::Multiaddr;
-
-/// The IP a multiaddr starts with; IPv4-mapped IPv6 (dual-stack sockets) as IPv4.
-/// `None` for addresses without one (relayed, memory).
-pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
-    if addr.iter().any(|p| p == Protocol::P2pCircuit) {
-        return None;
-    }
-    match addr.iter().next()? {
-        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(match ip.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(ip),
-        }),
-        _ => None,
-    }
-}
-
 /// The /64 an IPv6 address belongs to.
 fn range_of(ip: IpAddr) -> Option<u64> {
     match ip {
@@ -223,18 +204,5 @@ mod tests {
             tally.try_add("2001:db8:7:1::2".parse().unwrap()),
             Err(SourceCap::PerIpv6Range)
         );
-    }
-
-    #[test]
-    fn ips_of_multiaddrs() {
-        let mapped: Multiaddr = "/ip6/::ffff:192.0.2.7/tcp/1".parse().unwrap();
-        assert_eq!(ip_of(&mapped), Some("192.0.2.7".parse().unwrap()));
-        let quic: Multiaddr = "/ip6/2001:db8::1/udp/1/quic-v1".parse().unwrap();
-        assert_eq!(ip_of(&quic), Some("2001:db8::1".parse().unwrap()));
-        let relayed: Multiaddr =
-            "/ip4/192.0.2.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"
-                .parse()
-                .unwrap();
-        assert_eq!(ip_of(&relayed), None);
     }
 }

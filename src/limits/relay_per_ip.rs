@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use libp2p::{Multiaddr, PeerId};
 
 use crate::config::RelayLimits;
-use crate::limits::ip_tally::{ip_of, SourceCap, Tally};
+use crate::limits::ip_tally::{SourceCap, Tally};
 use crate::metrics::{SourceCapDenials, SourceCapLabel};
+use crate::multiaddr_ext::ip_of;
 
 #[derive(Default)]
 struct Reservations {

@@ -24,7 +24,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
-use crate::limits::ip_tally::{ip_of, SourceCap, Tally};
+use crate::limits::ip_tally::{SourceCap, Tally};
+use crate::multiaddr_ext::ip_of;
 
 /// A registration's key: one per peer and namespace.
 pub type Key = (String, PeerId);

@@ -253,7 +253,7 @@ impl Client {
                         // A circuit listen address is this client's only external address:
                         // rendezvous needs one to build its signed record.
                         if let SwarmEvent::NewListenAddr { address, .. } = &event {
-                            if address.iter().any(|p| p == Protocol::P2pCircuit) {
+                            if dusk_relay::multiaddr_ext::is_relayed(address) {
                                 swarm.add_external_address(address.clone());
                             }
                         }
