@@ -14,6 +14,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context as _};
+use dusk_relay::circuit::proto::{
+    frame, HopMessage, Peer, StopMessage, CONNECT, HOP_STATUS, OK, RESERVE, STOP_CONNECT,
+    STOP_STATUS,
+};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
@@ -31,47 +35,9 @@ use crate::peers::{within, EVENT_TIMEOUT};
 /// libp2p-relay's cap on one HOP or STOP message.
 const MAX_MESSAGE: usize = 4096;
 const MULTISTREAM: &[u8] = b"/multistream/1.0.0\n";
-/// `Status.OK` of the circuit relay v2 protocol.
-const STATUS_OK: i32 = 100;
 /// Concurrent dials of one reserver child: well under dusk-relay's 1,024 pending
 /// incoming connections with several children.
 const DIALS_PER_PROCESS: usize = 64;
-
-// The circuit relay v2 messages (libp2p specs, relay/circuit-v2.md), only the fields the
-// bench reads or writes; prost skips the others.
-#[derive(Clone, PartialEq, prost::Message)]
-struct HopMessage {
-    /// RESERVE 0, CONNECT 1, STATUS 2.
-    #[prost(int32, required, tag = "1")]
-    kind: i32,
-    #[prost(message, optional, tag = "2")]
-    peer: Option<PeerMessage>,
-    #[prost(int32, optional, tag = "5")]
-    status: Option<i32>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct StopMessage {
-    /// CONNECT 0, STATUS 1.
-    #[prost(int32, required, tag = "1")]
-    kind: i32,
-    #[prost(message, optional, tag = "2")]
-    peer: Option<PeerMessage>,
-    #[prost(int32, optional, tag = "4")]
-    status: Option<i32>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct PeerMessage {
-    #[prost(bytes = "vec", required, tag = "1")]
-    id: Vec<u8>,
-}
-
-const HOP_RESERVE: i32 = 0;
-const HOP_CONNECT: i32 = 1;
-const HOP_STATUS: i32 = 2;
-const STOP_CONNECT: i32 = 0;
-const STOP_STATUS: i32 = 1;
 
 async fn send(stream: &mut SubstreamBox, message: &impl Message) -> anyhow::Result<()> {
     stream
@@ -96,13 +62,6 @@ async fn read_frame(stream: &mut SubstreamBox, max: usize) -> anyhow::Result<Vec
 async fn recv<M: Message + Default>(stream: &mut SubstreamBox) -> anyhow::Result<M> {
     let frame = read_frame(stream, MAX_MESSAGE).await?;
     M::decode(&frame[..]).context("decode a relay message")
-}
-
-fn frame(bytes: &[u8]) -> Vec<u8> {
-    let mut buf = unsigned_varint::encode::usize_buffer();
-    let mut out = unsigned_varint::encode::usize(bytes.len(), &mut buf).to_vec();
-    out.extend_from_slice(bytes);
-    out
 }
 
 /// multistream-select 1.0 as the dialer, one protocol: header and protocol in one write,
@@ -162,11 +121,15 @@ async fn answer_inbound(mut stream: SubstreamBox) {
     let stop = async {
         accept(&mut stream, relay::STOP_PROTOCOL_NAME.as_ref()).await?;
         let connect: StopMessage = recv(&mut stream).await?;
-        ensure!(connect.kind == STOP_CONNECT, "STOP type {}", connect.kind);
+        ensure!(
+            connect.r#type == STOP_CONNECT,
+            "STOP type {}",
+            connect.r#type
+        );
         let ok = StopMessage {
-            kind: STOP_STATUS,
-            peer: None,
-            status: Some(STATUS_OK),
+            r#type: STOP_STATUS,
+            status: Some(OK),
+            ..StopMessage::default()
         };
         send(&mut stream, &ok).await
     };
@@ -334,9 +297,8 @@ impl Reserver {
 async fn hop_reserve(stream: &mut SubstreamBox) -> anyhow::Result<()> {
     select(stream, relay::HOP_PROTOCOL_NAME.as_ref()).await?;
     let reserve = HopMessage {
-        kind: HOP_RESERVE,
-        peer: None,
-        status: None,
+        r#type: RESERVE,
+        ..HopMessage::default()
     };
     send(stream, &reserve).await?;
     status(recv(stream).await?, "reservation")
@@ -345,11 +307,12 @@ async fn hop_reserve(stream: &mut SubstreamBox) -> anyhow::Result<()> {
 async fn hop_connect(stream: &mut SubstreamBox, dest: PeerId) -> anyhow::Result<()> {
     select(stream, relay::HOP_PROTOCOL_NAME.as_ref()).await?;
     let connect = HopMessage {
-        kind: HOP_CONNECT,
-        peer: Some(PeerMessage {
+        r#type: CONNECT,
+        peer: Some(Peer {
             id: dest.to_bytes(),
+            addrs: Vec::new(),
         }),
-        status: None,
+        ..HopMessage::default()
     };
     send(stream, &connect).await?;
     status(recv(stream).await?, "circuit")
@@ -357,12 +320,12 @@ async fn hop_connect(stream: &mut SubstreamBox, dest: PeerId) -> anyhow::Result<
 
 fn status(answer: HopMessage, what: &str) -> anyhow::Result<()> {
     ensure!(
-        answer.kind == HOP_STATUS,
+        answer.r#type == HOP_STATUS,
         "HOP type {} in answer",
-        answer.kind
+        answer.r#type
     );
     match answer.status {
-        Some(STATUS_OK) => Ok(()),
+        Some(OK) => Ok(()),
         other => bail!("{what} refused with status {other:?}"),
     }
 }

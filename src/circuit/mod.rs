@@ -1,3 +1,5 @@
-//! Circuits the relay carries: their streams, counted, throttled and tallied.
+//! Circuits the relay carries: their wire messages and their streams, counted,
+//! throttled and tallied.
 
+pub mod proto;
 pub mod streams;
