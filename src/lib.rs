@@ -22,6 +22,8 @@ pub mod multiaddr_ext;
 pub mod net;
 pub mod rendezvous;
 pub mod server;
+#[doc(hidden)]
+pub mod testing;
 pub mod tls;
 
 pub use config::Config;

@@ -23,59 +23,7 @@ pub const DATA_PROTOCOL: libp2p::StreamProtocol =
 /// Bound on anything that should take well under a second on loopback.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Tcp,
-    Quic,
-    Ws,
-    Wss,
-}
-
-impl Transport {
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Quic => "quic",
-            Transport::Ws => "ws",
-            Transport::Wss => "wss",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Transport> {
-        Some(match s {
-            "tcp" => Transport::Tcp,
-            "quic" => Transport::Quic,
-            "ws" => Transport::Ws,
-            "wss" => Transport::Wss,
-            _ => return None,
-        })
-    }
-
-    /// A loopback listen address of this transport on an OS-assigned port.
-    pub fn listen_addr(self) -> Multiaddr {
-        let s = match self {
-            Transport::Tcp => "/ip4/127.0.0.1/tcp/0",
-            Transport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
-            Transport::Ws => "/ip4/127.0.0.1/tcp/0/ws",
-            Transport::Wss => "/ip4/127.0.0.1/tcp/0/tls/ws",
-        };
-        s.parse().expect("a valid literal multiaddr")
-    }
-
-    /// Whether `addr` is an address of this transport.
-    pub fn matches(self, addr: &Multiaddr) -> bool {
-        let protocols: Vec<_> = addr.iter().collect();
-        let has = |f: fn(&Protocol) -> bool| protocols.iter().any(f);
-        let ws = has(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)));
-        let tls = has(|p| matches!(p, Protocol::Tls | Protocol::Wss(_)));
-        match self {
-            Transport::Tcp => has(|p| matches!(p, Protocol::Tcp(_))) && !ws,
-            Transport::Quic => has(|p| matches!(p, Protocol::QuicV1)),
-            Transport::Ws => ws && !tls,
-            Transport::Wss => ws && tls,
-        }
-    }
-}
+pub use dusk_relay::testing::Transport;
 
 pub async fn within<T>(
     limit: Duration,

@@ -676,11 +676,7 @@ fn time_to_ready(binary: &std::path::Path, dir: &std::path::Path) -> anyhow::Res
     let start = Instant::now();
     let mut child = Command::new(binary)
         .env_clear()
-        .env("HOME", dir)
-        .env("RUST_LOG", "info")
-        .env("DUSK_RELAY_PORT", "0")
-        .env("DUSK_RELAY_LISTEN_IPS", "127.0.0.1")
-        .env("DUSK_RELAY_KEYPAIR", dir.join("keypair"))
+        .envs(dusk_relay::testing::relay_child_env(dir))
         .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

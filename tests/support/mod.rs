@@ -30,36 +30,8 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The protocol test clients exchange bytes on.
 pub const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dusk-test/data/1.0.0");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Tcp,
-    Quic,
-    Ws,
-    Wss,
-}
-
-pub const ALL_TRANSPORTS: [Transport; 4] = [
-    Transport::Tcp,
-    Transport::Quic,
-    Transport::Ws,
-    Transport::Wss,
-];
-
-impl Transport {
-    /// Whether `addr` is an address of this transport.
-    pub fn matches(self, addr: &Multiaddr) -> bool {
-        let protocols: Vec<_> = addr.iter().collect();
-        let has = |f: fn(&Protocol) -> bool| protocols.iter().any(f);
-        let ws = has(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)));
-        let tls = has(|p| matches!(p, Protocol::Tls | Protocol::Wss(_)));
-        match self {
-            Transport::Tcp => has(|p| matches!(p, Protocol::Tcp(_))) && !ws,
-            Transport::Quic => has(|p| matches!(p, Protocol::QuicV1)),
-            Transport::Ws => ws && !tls,
-            Transport::Wss => ws && tls,
-        }
-    }
-}
+#[allow(unused_imports)] // Not every test binary uses both.
+pub use dusk_relay::testing::{Transport, ALL_TRANSPORTS};
 
 /// A config for a relay on 127.0.0.1 with every listener on an OS-assigned port and its
 /// files in `dir`.

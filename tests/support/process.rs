@@ -28,11 +28,7 @@ pub fn relay_command_under(dir: &Path, wrapper: &[&str]) -> Command {
     };
     command
         .env_clear()
-        .env("HOME", dir)
-        .env("RUST_LOG", "info")
-        .env("DUSK_RELAY_PORT", "0")
-        .env("DUSK_RELAY_LISTEN_IPS", "127.0.0.1")
-        .env("DUSK_RELAY_KEYPAIR", dir.join("keypair"))
+        .envs(dusk_relay::testing::relay_child_env(dir))
         // Open circuits hold a stop for at most this long (tests/drain.rs covers drains).
         .env("DUSK_RELAY_DRAIN_SECS", "1")
         .stdout(Stdio::piped())
