@@ -10,11 +10,15 @@
 //! child holding lightweight reservers for the capacity scenario.
 
 mod capacity;
+mod memory;
 mod peers;
+mod relay_child;
 mod report;
 mod reserver;
 mod scenarios;
 mod serve;
+mod startup;
+mod throughput;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -235,10 +239,10 @@ async fn run(scenarios: &[String], opts: &Opts, json: bool) -> anyhow::Result<()
     for scenario in scenarios {
         eprintln!("[{scenario}] starting");
         let (md, value) = match scenario.as_str() {
-            "throughput" => scenarios::throughput(&env, opts).await,
+            "throughput" => throughput::throughput(&env, opts).await,
             "latency" => scenarios::latency(&env, opts).await,
-            "memory" => scenarios::memory(&env, opts).await,
-            "startup" => scenarios::startup(&env, opts).await,
+            "memory" => memory::memory(&env, opts).await,
+            "startup" => startup::startup(&env, opts).await,
             "capacity" => capacity::capacity(&env, opts).await,
             "churn" => capacity::churn(&env, opts).await,
             other => unreachable!("scenario {other} passed validation"),
