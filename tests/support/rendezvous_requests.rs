@@ -1,0 +1,121 @@
+//! Rendezvous as rust-libp2p's client does it, and raw rendezvous frames.
+
+use super::*;
+
+/// Discovers `namespace` at the relay with the rendezvous client dusk ships.
+pub async fn discover(
+    client: &mut Client,
+    relay: PeerId,
+    namespace: &str,
+) -> Vec<rendezvous::Registration> {
+    let ns = rendezvous::Namespace::new(namespace.to_owned()).expect("namespace fits");
+    client
+        .call(move |s| {
+            s.behaviour_mut()
+                .rendezvous
+                .discover(Some(ns), None, None, relay)
+        })
+        .await;
+    client
+        .next("discover response", |e| match e {
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::Discovered { registrations, .. },
+            )) => Some(registrations),
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::DiscoverFailed { error, .. },
+            )) => panic!("discover failed: {error:?}"),
+            _ => None,
+        })
+        .await
+}
+
+/// Registers `client` under `namespace` at the relay with the rendezvous client dusk
+/// ships; the granted TTL, or the error code the relay answered.
+pub async fn register(
+    client: &mut Client,
+    relay: PeerId,
+    namespace: &str,
+    ttl: Option<u64>,
+) -> Result<u64, rendezvous::ErrorCode> {
+    let ns = rendezvous::Namespace::new(namespace.to_owned()).expect("namespace fits");
+    client
+        .call(move |s| s.behaviour_mut().rendezvous.register(ns, relay, ttl))
+        .await
+        .expect("the client has an address to register");
+    client
+        .next("register response", |e| match e {
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::Registered { ttl, .. },
+            )) => Some(Ok(ttl)),
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::RegisterFailed { error, .. },
+            )) => Some(Err(error)),
+            _ => None,
+        })
+        .await
+}
+
+/// Writes one raw `/rendezvous/1.0.0` message (length prefix and protobuf) on a new
+/// stream and closes its write side; the stream is returned for the answer, if any.
+pub async fn raw_send(
+    client: &Client,
+    relay: PeerId,
+    message: dusk_relay::rendezvous::proto::Message,
+) -> libp2p::Stream {
+    use prost::Message as _;
+    let mut control = client.control.clone();
+    let mut stream = within(
+        EVENT_TIMEOUT,
+        "rendezvous stream",
+        control.open_stream(relay, dusk_relay::rendezvous::PROTOCOL),
+    )
+    .await
+    .expect("open rendezvous stream");
+    let body = message.encode_to_vec();
+    let mut len = unsigned_varint::encode::usize_buffer();
+    stream
+        .write_all(unsigned_varint::encode::usize(body.len(), &mut len))
+        .await
+        .unwrap();
+    stream.write_all(&body).await.unwrap();
+    stream.close().await.unwrap();
+    stream
+}
+
+/// One raw request/response on `/rendezvous/1.0.0`, for what the crate's client cannot
+/// send (someone else's record, an over-long namespace) and to read status texts.
+pub async fn raw_request(
+    client: &Client,
+    relay: PeerId,
+    request: dusk_relay::rendezvous::proto::Message,
+) -> dusk_relay::rendezvous::proto::Message {
+    use prost::Message as _;
+    let mut stream = raw_send(client, relay, request).await;
+    let mut response = Vec::new();
+    within(
+        EVENT_TIMEOUT,
+        "rendezvous response",
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("read response");
+    let mut body = response.as_slice();
+    let (len, rest) = unsigned_varint::decode::usize(body).expect("length prefix");
+    body = &rest[..len];
+    dusk_relay::rendezvous::proto::Message::decode(body).expect("a rendezvous message")
+}
+
+/// The status and status text of a REGISTER_RESPONSE.
+pub fn register_status(
+    response: &dusk_relay::rendezvous::proto::Message,
+) -> (dusk_relay::rendezvous::ResponseStatus, String) {
+    let r = response
+        .register_response
+        .as_ref()
+        .expect("a REGISTER_RESPONSE");
+    (
+        dusk_relay::rendezvous::ResponseStatus::try_from(r.status.unwrap_or_default())
+            .expect("a known status"),
+        r.status_text.clone().unwrap_or_default(),
+    )
+}

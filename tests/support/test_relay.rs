@@ -1,0 +1,82 @@
+//! A relay in this process: its test config (loopback, port 0, files in a scratch dir)
+//! and its addresses per transport.
+
+use super::*;
+
+/// A config for a relay on 127.0.0.1 with every listener on an OS-assigned port and its
+/// files in `dir`.
+pub fn test_config(dir: &Path) -> Config {
+    Config {
+        port: 0,
+        ws_port: Some(0),
+        wss_port: Some(0),
+        listen_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        keypair_path: dir.join("keypair"),
+        metrics_addr: Some(std::net::SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            0,
+        )),
+        ..Config::default()
+    }
+}
+
+/// A running relay and the directory holding its keypair and certificate.
+pub struct TestRelay {
+    pub handle: RelayHandle,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRelay {
+    pub async fn start() -> TestRelay {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestRelay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let handle = start_relay_in(dir.path(), adjust).await;
+        TestRelay { handle, dir }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.handle.peer_id
+    }
+
+    /// The full address (with `/p2p/<relay>`) of the relay's listener for `transport`.
+    pub fn addr(&self, transport: Transport) -> Multiaddr {
+        relay_addr(&self.handle, transport)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
+        self.handle.subscribe()
+    }
+
+    /// The relay's WSS certificate, for clients to trust.
+    pub fn certificate(&self) -> Vec<u8> {
+        self.handle.certificate_chain[0].to_vec()
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::new(Some(self.certificate())).await
+    }
+}
+
+pub async fn start_relay_in(dir: &Path, adjust: impl FnOnce(&mut Config)) -> RelayHandle {
+    let mut config = test_config(dir);
+    adjust(&mut config);
+    Relay::bind(config).await.expect("relay starts").spawn()
+}
+
+pub fn relay_addr(relay: &RelayHandle, transport: Transport) -> Multiaddr {
+    relay
+        .listen_addrs
+        .iter()
+        .find(|a| transport.matches(a))
+        .unwrap_or_else(|| {
+            panic!(
+                "relay has no {transport:?} listener: {:?}",
+                relay.listen_addrs
+            )
+        })
+        .clone()
+        .with(Protocol::P2p(relay.peer_id))
+}
