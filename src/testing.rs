@@ -3,12 +3,14 @@
 //! the environment a relay binary runs with as their child. Not part of the relay.
 
 use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 
 use crate::config::settings::Id;
+use crate::Config;
 
 /// One of the relay's transports, as a client dials it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,4 +82,18 @@ pub fn relay_child_env(dir: &Path) -> Vec<(&'static str, OsString)> {
         (Id::ListenIps.env(), "127.0.0.1".into()),
         (Id::Keypair.env(), dir.join("keypair").into()),
     ]
+}
+
+/// A relay config on 127.0.0.1 with every listener (and the HTTP endpoint) on an
+/// OS-assigned port and its files in `dir`; everything else the defaults.
+pub fn loopback_config(dir: &Path) -> Config {
+    Config {
+        port: 0,
+        ws_port: Some(0),
+        wss_port: Some(0),
+        listen_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        keypair_path: dir.join("keypair"),
+        metrics_addr: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
+        ..Config::default()
+    }
 }

@@ -387,15 +387,14 @@ impl Drop for ScratchDir {
     }
 }
 
-/// The relay config of the bench (as tests/support's `test_config`): loopback, every
+/// The relay config of the bench ([`dusk_relay::testing::loopback_config`]): loopback, every
 /// listener on an OS-assigned port, files in `dir`. Every client of the bench shares
 /// 127.0.0.1 and the bench measures how fast the relay can go, so the per-IP ceilings,
 /// the per-IP reservation and circuit rate limits and the bandwidth caps are lifted
 /// (the code paths that enforce them still run; the per-peer rates stay, and every
 /// bench peer reserves once).
 pub fn dusk_config(dir: &Path) -> dusk_relay::Config {
-    use std::net::{IpAddr, Ipv4Addr};
-    let defaults = dusk_relay::Config::default();
+    let defaults = dusk_relay::testing::loopback_config(dir);
     dusk_relay::Config {
         connection_limits: dusk_relay::config::ConnectionLimits {
             max_per_ip: 0,
@@ -418,15 +417,6 @@ pub fn dusk_config(dir: &Path) -> dusk_relay::Config {
             ..defaults.relay.clone()
         },
         bandwidth: dusk_relay::config::BandwidthLimits::unlimited(),
-        port: 0,
-        ws_port: Some(0),
-        wss_port: Some(0),
-        listen_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        keypair_path: dir.join("keypair"),
-        metrics_addr: Some(std::net::SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            0,
-        )),
         ..defaults
     }
 }

@@ -20,6 +20,22 @@ fn text(output: &Output) -> (String, String) {
     )
 }
 
+/// Runs the bench, failing the test unless it succeeds: (stdout, stderr).
+fn bench_ok(args: &[&str]) -> (String, String) {
+    let output = bench(args);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    (stdout, stderr)
+}
+
+/// Runs the bench with `--json` among `args`: its document, and stderr.
+fn bench_json(args: &[&str]) -> (serde_json::Value, String) {
+    let (stdout, stderr) = bench_ok(args);
+    let doc = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    (doc, stderr)
+}
+
 const TINY: [&str; 10] = [
     "--transport",
     "tcp",
@@ -35,11 +51,7 @@ const TINY: [&str; 10] = [
 
 #[test]
 fn bench_prints_every_scenario_as_json_with_ratios() {
-    let output = bench(&[&["--scenario", "all", "--json"][..], &TINY[..]].concat());
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    let (doc, stderr) = bench_json(&[&["--scenario", "all", "--json"][..], &TINY[..]].concat());
     for field in [
         "command",
         "date_utc",
@@ -95,9 +107,7 @@ fn bench_prints_every_scenario_as_json_with_ratios() {
 
 #[test]
 fn bench_prints_a_markdown_table_with_how_it_was_run() {
-    let output = bench(&[&["--scenario", "throughput"][..], &TINY[..]].concat());
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let (stdout, _) = bench_ok(&[&["--scenario", "throughput"][..], &TINY[..]].concat());
     assert!(stdout.contains("cores"), "{stdout}");
     assert!(
         stdout.contains("| transport | dusk-relay | baseline | direct | dusk ÷ baseline"),
@@ -130,7 +140,7 @@ fn bench_rejects_bad_flags_with_a_clear_message() {
 
 #[test]
 fn bench_capacity_prints_rss_per_reservation_and_circuit_for_both_relays() {
-    let output = bench(&[
+    let (doc, stderr) = bench_json(&[
         "--scenario",
         "capacity",
         "--reservations",
@@ -141,10 +151,6 @@ fn bench_capacity_prints_rss_per_reservation_and_circuit_for_both_relays() {
         "2",
         "--json",
     ]);
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
     let c = &doc["scenarios"]["capacity"];
     assert_eq!(c["reservations"], 50, "{c}");
     assert_eq!(c["idle_circuits"], 10, "{c}");
@@ -163,7 +169,7 @@ fn bench_capacity_prints_rss_per_reservation_and_circuit_for_both_relays() {
     }
     assert!(stderr.contains("[capacity]"), "{stderr}");
 
-    let output = bench(&[
+    let (stdout, _) = bench_ok(&[
         "--scenario",
         "capacity",
         "--reservations",
@@ -171,8 +177,6 @@ fn bench_capacity_prints_rss_per_reservation_and_circuit_for_both_relays() {
         "--idle-circuits",
         "4",
     ]);
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
     assert!(
         stdout.contains("| measure | dusk-relay | baseline | dusk ÷ baseline | goal |"),
         "{stdout}"
@@ -183,7 +187,7 @@ fn bench_capacity_prints_rss_per_reservation_and_circuit_for_both_relays() {
 
 #[test]
 fn bench_churn_prints_the_ramp_saturation_and_latency_at_half_rate() {
-    let output = bench(&[
+    let (doc, stderr) = bench_json(&[
         "--scenario",
         "churn",
         "--churn-seconds",
@@ -192,10 +196,6 @@ fn bench_churn_prints_the_ramp_saturation_and_latency_at_half_rate() {
         "20,40",
         "--json",
     ]);
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
     let c = &doc["scenarios"]["churn"];
     for path in ["dusk", "baseline"] {
         assert!(c["saturation_per_s"][path].is_number(), "churn {path}: {c}");
@@ -215,7 +215,7 @@ fn bench_churn_prints_the_ramp_saturation_and_latency_at_half_rate() {
 
 #[test]
 fn bench_throughput_with_many_circuits_prints_fairness_and_aggregate() {
-    let output = bench(&[
+    let (doc, _) = bench_json(&[
         "--scenario",
         "throughput",
         "--transport",
@@ -228,10 +228,6 @@ fn bench_throughput_with_many_circuits_prints_fairness_and_aggregate() {
         "1",
         "--json",
     ]);
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
     let tcp = &doc["scenarios"]["throughput"]["transports"][0];
     for path in ["dusk", "baseline", "direct"] {
         assert!(
@@ -248,7 +244,7 @@ fn bench_throughput_with_many_circuits_prints_fairness_and_aggregate() {
         );
     }
 
-    let output = bench(&[
+    let (stdout, _) = bench_ok(&[
         "--scenario",
         "throughput",
         "--transport",
@@ -260,7 +256,5 @@ fn bench_throughput_with_many_circuits_prints_fairness_and_aggregate() {
         "--repeats",
         "1",
     ]);
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
     assert!(stdout.contains("min ÷ max (goal ≥ 0.5)"), "{stdout}");
 }

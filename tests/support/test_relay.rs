@@ -3,22 +3,7 @@
 
 use super::*;
 
-/// A config for a relay on 127.0.0.1 with every listener on an OS-assigned port and its
-/// files in `dir`.
-pub fn test_config(dir: &Path) -> Config {
-    Config {
-        port: 0,
-        ws_port: Some(0),
-        wss_port: Some(0),
-        listen_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        keypair_path: dir.join("keypair"),
-        metrics_addr: Some(std::net::SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            0,
-        )),
-        ..Config::default()
-    }
-}
+pub use dusk_relay::testing::loopback_config as test_config;
 
 /// A running relay and the directory holding its keypair and certificate.
 pub struct TestRelay {
