@@ -14,7 +14,7 @@ pub mod events;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod http;
+mod http;
 pub mod identity;
 pub mod limits;
 pub mod metrics;

@@ -3,7 +3,7 @@
 //! list does. Lists are replaced as a whole on SIGHUP ([`AccessControl::replace`]);
 //! connections of peers that a new list denies are closed.
 
-pub mod gate;
+pub(crate) mod gate;
 
 use std::collections::HashSet;
 use std::net::IpAddr;

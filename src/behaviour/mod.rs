@@ -2,7 +2,7 @@
 //! rendezvous (our own server, [`crate::rendezvous`]), identify and ping. No dcutr, autonat or kad: the relay is the
 //! only path between dusk peers and learns nothing it does not need.
 
-pub mod boxed_handler;
+pub(crate) mod boxed_handler;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};

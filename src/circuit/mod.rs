@@ -2,4 +2,4 @@
 //! throttled and tallied.
 
 pub mod proto;
-pub mod streams;
+pub(crate) mod streams;

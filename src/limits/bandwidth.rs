@@ -65,7 +65,8 @@ impl Bandwidth {
         })
     }
 
-    /// No caps at all (tests of other things, embedders).
+    /// No caps at all (tests of other things).
+    #[cfg(test)]
     pub fn unlimited() -> Arc<Self> {
         Self::new(&BandwidthLimits::unlimited(), ThrottledSeconds::default())
     }

@@ -22,8 +22,8 @@
 //! swarm's close events ([`connections`]), circuit legs when their stream drops
 //! ([`relay_per_ip::CircuitLeg`]), registrations with the store's expiry.
 
-pub mod bandwidth;
+pub(crate) mod bandwidth;
 pub mod connections;
-pub mod file_descriptors;
-pub mod ip_tally;
+pub(crate) mod file_descriptors;
+pub(crate) mod ip_tally;
 pub mod relay_per_ip;

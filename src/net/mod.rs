@@ -2,5 +2,5 @@
 //! and the QUIC socket's receive buffer.
 
 pub mod transport;
-pub mod udp_buffer;
-pub mod wss;
+pub(crate) mod udp_buffer;
+pub(crate) mod wss;

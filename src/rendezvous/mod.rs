@@ -2,13 +2,13 @@
 //! rust-libp2p's rendezvous client, with dusk's privacy policy, spec-true limits and a
 //! pluggable registration store.
 
-pub mod addresses;
+pub(crate) mod addresses;
 pub(crate) mod codec;
-pub mod memory;
+pub(crate) mod memory;
 pub mod proto;
 pub mod redis;
-pub mod server;
-pub mod sources;
+pub(crate) mod server;
+pub(crate) mod sources;
 pub mod store;
 
 pub use addresses::{is_circuit_via, OwnAddresses};

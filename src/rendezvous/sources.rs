@@ -217,6 +217,7 @@ impl Sources {
     }
 
     /// Registrations holding a slot.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.held.len()
     }

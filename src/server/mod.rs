@@ -6,10 +6,10 @@
 
 pub mod healthcheck;
 pub mod log_text;
-pub mod log_throttle;
+pub(crate) mod log_throttle;
 mod relay_counts;
 mod startup;
-pub mod swarm_events;
+pub(crate) mod swarm_events;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
