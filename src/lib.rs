@@ -4,6 +4,10 @@
 //! and secure WebSocket, so dusk peers reach each other without learning each other's
 //! IP address. The binary (`src/main.rs`) only reads the environment and runs a
 //! [`Relay`]; everything else, including what tests need, is here.
+//!
+//! The docs are written for contributors: `cargo doc --document-private-items` renders
+//! the links into private modules (the limits table, where each limit lives).
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod access;
 pub mod behaviour;

@@ -19,7 +19,7 @@ use crate::access::AccessList;
 use settings::{FileError, Id, Layers, Named};
 
 /// Everything the relay needs to start. Fields are public so tests and embedders can
-/// build one directly; [`Config::from_env`] is what the binary uses.
+/// build one directly; [`Config::load`] is what the binary uses.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// TCP port, and UDP port of QUIC v1. 0 lets the OS pick (tests).
