@@ -9,6 +9,7 @@
 
 mod exchange;
 pub mod hop;
+pub mod hostile;
 mod http;
 pub mod js;
 pub mod process;
