@@ -15,7 +15,7 @@ use std::time::Duration;
 use dusk_relay::rendezvous::store::{
     Caps, NewRegistration, Page, RegisterOutcome, Store, StoreError,
 };
-use dusk_relay::rendezvous::{proto, MemoryStore, ResponseStatus};
+use dusk_relay::rendezvous::{MemoryStore, ResponseStatus};
 use dusk_relay::{Relay, RelayEvent};
 use futures::future::BoxFuture;
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
@@ -24,87 +24,6 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use prost::Message as _;
 use support::*;
-
-fn raw_register(namespace: &str, record: Vec<u8>, ttl: u64) -> proto::Message {
-    proto::Message {
-        r#type: Some(proto::MessageType::Register as i32),
-        register: Some(proto::Register {
-            ns: Some(namespace.to_owned()),
-            signed_peer_record: Some(record),
-            ttl: Some(ttl),
-        }),
-        ..Default::default()
-    }
-}
-
-fn raw_unregister(namespace: &str) -> proto::Message {
-    proto::Message {
-        r#type: Some(proto::MessageType::Unregister as i32),
-        unregister: Some(proto::Unregister {
-            ns: Some(namespace.to_owned()),
-            id: None,
-        }),
-        ..Default::default()
-    }
-}
-
-fn raw_discover(namespace: Option<&str>) -> proto::Message {
-    proto::Message {
-        r#type: Some(proto::MessageType::Discover as i32),
-        discover: Some(proto::Discover {
-            ns: namespace.map(str::to_owned),
-            limit: None,
-            cookie: None,
-        }),
-        ..Default::default()
-    }
-}
-
-fn discover_status(response: &proto::Message) -> (ResponseStatus, String, usize) {
-    let r = response
-        .discover_response
-        .as_ref()
-        .expect("a DISCOVER_RESPONSE");
-    (
-        ResponseStatus::try_from(r.status.unwrap_or_default()).expect("a known status"),
-        r.status_text.clone().unwrap_or_default(),
-        r.registrations.len(),
-    )
-}
-
-/// `client`'s circuit address through `relay`, as the relay client builds it from a
-/// reservation: `<relay address>/p2p/<relay>/p2p-circuit/p2p/<client>`.
-fn circuit_through(relay: &TestRelay, client: &Client) -> Multiaddr {
-    circuit_addr(&relay.addr(Transport::Tcp), client.peer_id)
-}
-
-/// Registers `client` under `namespace` with a raw REGISTER carrying `addrs`; the status
-/// and its text.
-async fn raw_register_with(
-    relay: &TestRelay,
-    client: &Client,
-    namespace: &str,
-    addrs: Vec<Multiaddr>,
-) -> (ResponseStatus, String) {
-    let record = client.signed_record(addrs);
-    register_status(
-        &raw_request(
-            client,
-            relay.peer_id(),
-            raw_register(namespace, record, 120),
-        )
-        .await,
-    )
-}
-
-/// A client connected to `relay` whose connection comes from `ip` (QUIC dials leave
-/// from the client's listening socket).
-async fn client_from(relay: &TestRelay, ip: std::net::Ipv4Addr) -> Client {
-    let mut client = relay.client().await;
-    client.quic_from(ip).await;
-    client.connect(&relay.addr(Transport::Quic)).await;
-    client
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_over_the_byte_limit_is_refused_before_it_is_parsed() {

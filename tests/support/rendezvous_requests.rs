@@ -1,5 +1,7 @@
 //! Rendezvous as rust-libp2p's client does it, and raw rendezvous frames.
 
+use dusk_relay::rendezvous::{proto, ResponseStatus};
+
 use super::*;
 
 /// Discovers `namespace` at the relay with the rendezvous client dusk ships.
@@ -118,4 +120,87 @@ pub fn register_status(
             .expect("a known status"),
         r.status_text.clone().unwrap_or_default(),
     )
+}
+
+// Raw requests as an attacker writes them (no rendezvous client).
+
+pub fn raw_register(namespace: &str, record: Vec<u8>, ttl: u64) -> proto::Message {
+    proto::Message {
+        r#type: Some(proto::MessageType::Register as i32),
+        register: Some(proto::Register {
+            ns: Some(namespace.to_owned()),
+            signed_peer_record: Some(record),
+            ttl: Some(ttl),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn raw_unregister(namespace: &str) -> proto::Message {
+    proto::Message {
+        r#type: Some(proto::MessageType::Unregister as i32),
+        unregister: Some(proto::Unregister {
+            ns: Some(namespace.to_owned()),
+            id: None,
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn raw_discover(namespace: Option<&str>) -> proto::Message {
+    proto::Message {
+        r#type: Some(proto::MessageType::Discover as i32),
+        discover: Some(proto::Discover {
+            ns: namespace.map(str::to_owned),
+            limit: None,
+            cookie: None,
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn discover_status(response: &proto::Message) -> (ResponseStatus, String, usize) {
+    let r = response
+        .discover_response
+        .as_ref()
+        .expect("a DISCOVER_RESPONSE");
+    (
+        ResponseStatus::try_from(r.status.unwrap_or_default()).expect("a known status"),
+        r.status_text.clone().unwrap_or_default(),
+        r.registrations.len(),
+    )
+}
+
+/// `client`'s circuit address through `relay`, as the relay client builds it from a
+/// reservation: `<relay address>/p2p/<relay>/p2p-circuit/p2p/<client>`.
+pub fn circuit_through(relay: &TestRelay, client: &Client) -> Multiaddr {
+    circuit_addr(&relay.addr(Transport::Tcp), client.peer_id)
+}
+
+/// Registers `client` under `namespace` with a raw REGISTER carrying `addrs`; the status
+/// and its text.
+pub async fn raw_register_with(
+    relay: &TestRelay,
+    client: &Client,
+    namespace: &str,
+    addrs: Vec<Multiaddr>,
+) -> (ResponseStatus, String) {
+    let record = client.signed_record(addrs);
+    register_status(
+        &raw_request(
+            client,
+            relay.peer_id(),
+            raw_register(namespace, record, 120),
+        )
+        .await,
+    )
+}
+
+/// A client connected to `relay` whose connection comes from `ip` (QUIC dials leave
+/// from the client's listening socket).
+pub async fn client_from(relay: &TestRelay, ip: std::net::Ipv4Addr) -> Client {
+    let mut client = relay.client().await;
+    client.quic_from(ip).await;
+    client.connect(&relay.addr(Transport::Quic)).await;
+    client
 }
