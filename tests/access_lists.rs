@@ -141,11 +141,8 @@ async fn sighup_reloads_the_access_lists_from_the_config_file_and_a_broken_file_
     let mut command = relay_command(dir.path());
     command
         .env("DUSK_RELAY_CONFIG", &file)
-        .env("DUSK_RELAY_WS_PORT", "off")
-        .env("DUSK_RELAY_WSS_PORT", "off")
         .env("DUSK_RELAY_METRICS_ADDR", "off");
-    let mut relay = RelayProcess::spawn(command);
-    relay.line_containing("dusk relay ready").await;
+    let mut relay = RelayProcess::ready_without_websockets(command).await;
     let tcp = relay.listen_addr(Transport::Tcp);
     let relay_id = peer_of(&tcp);
 

@@ -378,11 +378,8 @@ async fn past_the_memory_ceiling_every_new_connection_is_refused_and_counted() {
     let mut command = relay_command(dir.path());
     command
         .env("DUSK_RELAY_MAX_MEMORY_MIB", "1")
-        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
-        .env("DUSK_RELAY_WS_PORT", "off")
-        .env("DUSK_RELAY_WSS_PORT", "off");
-    let mut relay = RelayProcess::spawn(command);
-    relay.line_containing("dusk relay ready").await;
+        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0");
+    let mut relay = RelayProcess::ready_without_websockets(command).await;
     let tcp = relay.listen_addr(Transport::Tcp);
     let metrics = relay.metrics_addr();
 
@@ -498,12 +495,8 @@ async fn a_flood_of_refused_registrations_writes_one_info_line_per_interval() {
     const REFUSED: usize = 20;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut command = relay_command(dir.path());
-    command
-        .env("DUSK_RELAY_WS_PORT", "off")
-        .env("DUSK_RELAY_WSS_PORT", "off")
-        .env("DUSK_RELAY_METRICS_ADDR", "off");
-    let mut relay = RelayProcess::spawn(command);
-    relay.line_containing("dusk relay ready").await;
+    command.env("DUSK_RELAY_METRICS_ADDR", "off");
+    let mut relay = RelayProcess::ready_without_websockets(command).await;
     let tcp = relay.listen_addr(Transport::Tcp);
     let relay_id = peer_of(&tcp);
     let mut client = Client::new(None).await;

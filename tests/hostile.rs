@@ -19,10 +19,8 @@ mod support;
 use std::time::Instant;
 
 use dusk_relay::access::{AccessList, Entry};
-use futures::AsyncWriteExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::PeerId;
-use prost::Message as _;
 use support::hop::*;
 use support::hostile::*;
 use support::*;
@@ -201,22 +199,11 @@ async fn hostile_hop_frames(transport: Transport) {
     }
     assert!(wrong.is_empty(), "{transport:?}: {wrong:#?}");
 
-    witness
-        .write_all(&encode(reserve()))
-        .await
-        .expect("the hostile peer's connection is still open");
-    let answer = within(
-        ANSWER_TIMEOUT,
-        "reservation answer",
-        read_frame(&mut witness),
+    witness_reserves(
+        &mut witness,
+        "a RESERVE after the hostile frames is accepted on the same connection",
     )
-    .await
-    .expect("an answer on the witness stream");
-    assert_eq!(
-        HopMessage::decode(answer.as_slice()).unwrap().status,
-        Some(OK),
-        "a RESERVE after the hostile frames is accepted on the same connection"
-    );
+    .await;
 
     relay_still_serves(&relay, transport).await;
     println!("{transport:?}: {:?}", started.elapsed());
@@ -304,9 +291,7 @@ fn a_stop_stream_towards_the_relay_is_refused_and_the_connection_stays_usable() 
         async {
             let relay = TestRelay::start().await;
             let relay_id = relay.peer_id();
-            let mut client = relay.client().await;
-            client.connect(&relay.addr(Transport::Tcp)).await;
-            let mut witness = open_hop(&client, relay_id).await.expect("HOP stream");
+            let (client, mut witness) = client_with_witness(&relay).await;
 
             let mut control = client.control.clone();
             match within(
@@ -321,21 +306,7 @@ fn a_stop_stream_towards_the_relay_is_refused_and_the_connection_stays_usable() 
                 Err(other) => panic!("unexpected error: {other}"),
             }
 
-            witness
-                .write_all(&encode(reserve()))
-                .await
-                .expect("the connection is still open");
-            let answer = within(
-                ANSWER_TIMEOUT,
-                "reservation answer",
-                read_frame(&mut witness),
-            )
-            .await
-            .expect("an answer on the witness stream");
-            assert_eq!(
-                HopMessage::decode(answer.as_slice()).unwrap().status,
-                Some(OK)
-            );
+            witness_reserves(&mut witness, "after a refused STOP stream").await;
             relay_still_serves(&relay, Transport::Tcp).await;
         },
     );

@@ -28,9 +28,7 @@ fn hostile_rendezvous_frames_get_a_closed_stream_and_the_server_still_answers() 
             use dusk_relay::rendezvous::{MAX_MESSAGE_BYTES, PROTOCOL};
             let relay = TestRelay::start().await;
             let relay_id = relay.peer_id();
-            let mut client = relay.client().await;
-            client.connect(&relay.addr(Transport::Tcp)).await;
-            let mut witness = open_hop(&client, relay_id).await.expect("HOP stream");
+            let (client, mut witness) = client_with_witness(&relay).await;
 
             let message = |r#type: Option<MessageType>| proto::Message {
                 r#type: r#type.map(|t| t as i32),
@@ -139,17 +137,7 @@ fn hostile_rendezvous_frames_get_a_closed_stream_and_the_server_still_answers() 
                 Some(Ok(ResponseStatus::Ok)),
                 "a well-formed DISCOVER"
             );
-            witness
-                .write_all(&encode(reserve()))
-                .await
-                .expect("the connection is still open");
-            within(
-                ANSWER_TIMEOUT,
-                "reservation answer",
-                read_frame(&mut witness),
-            )
-            .await
-            .expect("an answer on the witness stream");
+            witness_reserves(&mut witness, "after the hostile rendezvous frames").await;
             relay_still_serves(&relay, Transport::Tcp).await;
         },
     );

@@ -197,3 +197,30 @@ pub async fn relay_still_serves(relay: &TestRelay, transport: Transport) {
         assert_eq!(http(endpoint, "GET", "/healthz").await.0, 200, "healthz");
     }
 }
+
+/// A client connected to `relay` over TCP, and a HOP stream it keeps open as a witness:
+/// after the hostile streams, the same connection must still be served.
+pub async fn client_with_witness(relay: &TestRelay) -> (Client, libp2p::Stream) {
+    let mut client = relay.client().await;
+    client.connect(&relay.addr(Transport::Tcp)).await;
+    let witness = open_hop(&client, relay.peer_id())
+        .await
+        .expect("HOP stream");
+    (client, witness)
+}
+
+/// A RESERVE on the witness stream is accepted: the connection survived.
+pub async fn witness_reserves(witness: &mut libp2p::Stream, what: &str) {
+    witness
+        .write_all(&encode(reserve()))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the connection is closed ({e})"));
+    let answer = within(ANSWER_TIMEOUT, "reservation answer", read_frame(witness))
+        .await
+        .expect("an answer on the witness stream");
+    assert_eq!(
+        HopMessage::decode(answer.as_slice()).unwrap().status,
+        Some(OK),
+        "{what}"
+    );
+}

@@ -45,6 +45,17 @@ pub struct RelayProcess {
 }
 
 impl RelayProcess {
+    /// `command` with its WebSocket listeners off (TCP and QUIC stay), started, once it
+    /// has said it is ready.
+    pub async fn ready_without_websockets(mut command: Command) -> RelayProcess {
+        command
+            .env("DUSK_RELAY_WS_PORT", "off")
+            .env("DUSK_RELAY_WSS_PORT", "off");
+        let mut relay = RelayProcess::spawn(command);
+        relay.line_containing("dusk relay ready").await;
+        relay
+    }
+
     /// The listen address for `transport` (with `/p2p/<relay>`) from the start-up lines
     /// seen so far (wait for "dusk relay ready" first).
     pub fn listen_addr(&self, transport: super::Transport) -> libp2p::Multiaddr {
