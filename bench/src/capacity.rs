@@ -11,7 +11,8 @@ use anyhow::{anyhow, Context};
 use libp2p::Multiaddr;
 use serde_json::{json, Value};
 
-use crate::peers::{cpu_seconds, status_kib, within, BenchEnv, Transport, Via};
+use crate::peers::{within, BenchEnv, Transport, Via};
+use crate::relay_child::{cpu_seconds, status_kib};
 use crate::report::{percentile, ratio, Table};
 use crate::reserver::{Fleet, Reserver, Tally};
 use crate::scenarios::{progress, Opts};

@@ -6,7 +6,8 @@ use anyhow::{anyhow, ensure, Context};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use serde_json::{json, Value};
 
-use crate::peers::{status_kib, within, BenchEnv, Via};
+use crate::peers::{within, BenchEnv, Via};
+use crate::relay_child::status_kib;
 use crate::report::{ratio, Table};
 use crate::scenarios::*;
 

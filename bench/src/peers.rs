@@ -14,7 +14,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, noise, ping, relay, websocket, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
-pub use crate::relay_child::{cpu_seconds, relay_binary, status_kib, RelayChild};
+use crate::relay_child::RelayChild;
 
 /// The protocol bench clients exchange bytes on.
 pub const DATA_PROTOCOL: libp2p::StreamProtocol =

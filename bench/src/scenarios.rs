@@ -9,7 +9,8 @@ use anyhow::{anyhow, ensure, Context};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use serde_json::{json, Value};
 
-use crate::peers::{within, BenchEnv, Pair, RelayChild, Transport, Via};
+use crate::peers::{within, BenchEnv, Pair, Transport, Via};
+use crate::relay_child::RelayChild;
 use crate::report::{percentile, ratio, Table};
 
 pub(crate) const MIB: f64 = 1024.0 * 1024.0;

@@ -13,7 +13,7 @@ use crate::scenarios::*;
 /// an existing keypair and certificate, next to the bench's baseline relay child
 /// (spawn to its `ready` line).
 pub async fn startup(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Value)> {
-    let binary = crate::peers::relay_binary()?;
+    let binary = crate::relay_child::relay_binary()?;
     let dir = env.dir.path().join("startup");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let runs = opts.repeats.max(5);

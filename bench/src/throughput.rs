@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::peers::{cpu_seconds, BenchEnv, Via};
+use crate::peers::{BenchEnv, Via};
+use crate::relay_child::cpu_seconds;
 use crate::report::{median, ratio, Table};
 use crate::scenarios::*;
 
