@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dusk_relay::rendezvous::store::{
-    Caps, NewRegistration, Page, RegisterOutcome, Store, StoreError,
+    Caps, NewRegistration, Page, PageQuery, RegisterOutcome, Store, StoreError,
 };
 use dusk_relay::rendezvous::{MemoryStore, ResponseStatus};
 use dusk_relay::{Relay, RelayEvent};
@@ -485,13 +485,7 @@ impl Store for BrokenStore {
         async { Err(StoreError("secret detail".into())) }.boxed()
     }
 
-    fn discover(
-        &self,
-        _: Option<String>,
-        _: u64,
-        _: usize,
-        _: usize,
-    ) -> BoxFuture<'static, Result<Page, StoreError>> {
+    fn discover(&self, _: PageQuery) -> BoxFuture<'static, Result<Page, StoreError>> {
         async {
             Err(StoreError(
                 "secret detail: redis://:hunter2@10.1.2.3".into(),

@@ -15,7 +15,7 @@ use futures::future::{BoxFuture, FutureExt};
 use libp2p::PeerId;
 
 use super::store::{
-    entry_bytes, Caps, NewRegistration, Page, RegisterOutcome, Store, StoreError,
+    entry_bytes, Caps, NewRegistration, Page, PageQuery, RegisterOutcome, Store, StoreError,
     StoredRegistration,
 };
 
@@ -209,16 +209,13 @@ impl Registrations {
     /// At most `limit` registrations after `after`, stopping before the first that
     /// would pass `max_bytes` (but never before the first): the work and the copy are
     /// bounded by the page, whatever the store holds.
-    fn discover(
-        &self,
-        namespace: Option<&str>,
-        after: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Page {
+    fn discover(&self, query: &PageQuery) -> Page {
         let now = Instant::now();
-        let range = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
-        let seqs: Box<dyn Iterator<Item = u64> + '_> = match namespace {
+        let range = (
+            std::ops::Bound::Excluded(query.after),
+            std::ops::Bound::Unbounded,
+        );
+        let seqs: Box<dyn Iterator<Item = u64> + '_> = match query.namespace.as_deref() {
             Some(ns) => match self.by_namespace.get(ns) {
                 Some(seqs) => Box::new(seqs.range(range).copied()),
                 None => Box::new(std::iter::empty()),
@@ -227,9 +224,9 @@ impl Registrations {
         };
         let mut registrations = Vec::new();
         let mut used = 0usize;
-        for seq in seqs.take(limit) {
+        for seq in seqs.take(query.limit) {
             let size = self.size(seq);
-            if !registrations.is_empty() && used.saturating_add(size) > max_bytes {
+            if !registrations.is_empty() && used.saturating_add(size) > query.max_bytes {
                 break;
             }
             used = used.saturating_add(size);
@@ -256,14 +253,8 @@ impl Store for MemoryStore {
         self.with(move |r| r.remove(&(namespace, peer)))
     }
 
-    fn discover(
-        &self,
-        namespace: Option<String>,
-        after: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> BoxFuture<'static, Result<Page, StoreError>> {
-        self.with(move |r| r.discover(namespace.as_deref(), after, limit, max_bytes))
+    fn discover(&self, query: PageQuery) -> BoxFuture<'static, Result<Page, StoreError>> {
+        self.with(move |r| r.discover(&query))
     }
 
     fn count(&self) -> BoxFuture<'static, Result<usize, StoreError>> {
@@ -315,7 +306,12 @@ mod tests {
         let poller = store.clone();
         std::thread::spawn(move || {
             let _entered = runtime.enter();
-            let mut discover = poller.discover(Some("x".into()), 0, 10, FRAME);
+            let mut discover = poller.discover(PageQuery {
+                namespace: Some("x".into()),
+                after: 0,
+                limit: 10,
+                max_bytes: FRAME,
+            });
             let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
             let first = discover.poll_unpin(&mut cx).is_pending();
             let _ = sender.send((first, discover));

@@ -81,7 +81,7 @@ pub use redact::{redact, redact_urls_in};
 use scripts::{COUNT, DISCOVER, REGISTER, UNREGISTER};
 
 use super::store::{
-    Caps, NewRegistration, Page, RegisterOutcome, Store, StoreError, StoredRegistration,
+    Caps, NewRegistration, Page, PageQuery, RegisterOutcome, Store, StoreError, StoredRegistration,
     ENTRY_OVERHEAD,
 };
 
@@ -308,13 +308,13 @@ impl Store for RedisStore {
         self.invoke::<()>("unregister", &UNREGISTER, args)
     }
 
-    fn discover(
-        &self,
-        namespace: Option<String>,
-        after: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> BoxFuture<'static, Result<Page, StoreError>> {
+    fn discover(&self, query: PageQuery) -> BoxFuture<'static, Result<Page, StoreError>> {
+        let PageQuery {
+            namespace,
+            after,
+            limit,
+            max_bytes,
+        } = query;
         if limit == 0 {
             return futures::future::ready(Ok(Page::default())).boxed();
         }

@@ -62,7 +62,7 @@ use super::codec::{Codec, MAX_MESSAGE_BYTES, PROTOCOL};
 use super::proto::{self, MessageType, ResponseStatus};
 use super::sources::{self, Slot, SourceLimits, Sources};
 use super::store::{
-    entry_bytes, Caps, NewRegistration, RegisterOutcome, Store, StoredRegistration,
+    entry_bytes, Caps, NewRegistration, PageQuery, RegisterOutcome, Store, StoredRegistration,
 };
 use crate::access::AccessControl;
 use crate::config::defaults::RENDEZVOUS_TTL_CEILING_SECS;

@@ -88,6 +88,21 @@ pub struct Page {
 #[error("rendezvous store unavailable: {0}")]
 pub struct StoreError(pub String);
 
+/// What one [`Store::discover`] call reads: live registrations in `namespace` (all
+/// namespaces if `None`) with `seq > after`, in `seq` order, at most `limit`, and no more
+/// than fit in `max_bytes` as counted by [`entry_bytes`]. The store stops reading at the
+/// first registration that would pass the budget, so one call's work and copy stay
+/// within one frame whatever the store holds. The first registration is returned even if
+/// it alone passes the budget (a record stored before a smaller bound), so a page is
+/// never empty while registrations remain and the cookie always moves on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageQuery {
+    pub namespace: Option<String>,
+    pub after: u64,
+    pub limit: usize,
+    pub max_bytes: usize,
+}
+
 /// A registration store. Futures are `'static` so the server can poll many at once
 /// without borrowing the store.
 pub trait Store: Send + Sync + 'static {
@@ -105,20 +120,8 @@ pub trait Store: Send + Sync + 'static {
         peer: PeerId,
     ) -> BoxFuture<'static, Result<(), StoreError>>;
 
-    /// Live registrations in `namespace` (all namespaces if `None`) with `seq > after`,
-    /// in `seq` order, at most `limit`, and no more than fit in `max_bytes` as counted
-    /// by [`entry_bytes`]: the store stops reading at the first registration that would
-    /// pass the budget, so one call's work and copy stay within one frame whatever the
-    /// store holds. The first registration is returned even if it alone passes the
-    /// budget (a record stored before a smaller bound), so a page is never empty while
-    /// registrations remain and the cookie always moves on.
-    fn discover(
-        &self,
-        namespace: Option<String>,
-        after: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> BoxFuture<'static, Result<Page, StoreError>>;
+    /// One page of live registrations, as [`PageQuery`] describes it.
+    fn discover(&self, query: PageQuery) -> BoxFuture<'static, Result<Page, StoreError>>;
 
     /// Live registrations in the store.
     fn count(&self) -> BoxFuture<'static, Result<usize, StoreError>>;

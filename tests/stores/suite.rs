@@ -10,7 +10,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use dusk_relay::rendezvous::store::{
-    entry_bytes, Caps, NewRegistration, Page, RegisterOutcome, Store, StoredRegistration,
+    entry_bytes, Caps, NewRegistration, Page, PageQuery, RegisterOutcome, Store, StoredRegistration,
 };
 use libp2p::PeerId;
 
@@ -86,6 +86,16 @@ pub async fn register_sized(
         .expect("register")
 }
 
+/// A page of at most `limit` registrations in `ns` after `after`, within one frame.
+pub fn page_query(ns: Option<&str>, after: u64, limit: usize) -> PageQuery {
+    PageQuery {
+        namespace: ns.map(str::to_owned),
+        after,
+        limit,
+        max_bytes: FRAME,
+    }
+}
+
 pub async fn discover(
     store: &dyn Store,
     ns: Option<&str>,
@@ -93,7 +103,7 @@ pub async fn discover(
     limit: usize,
 ) -> Vec<StoredRegistration> {
     store
-        .discover(ns.map(str::to_owned), after, limit, FRAME)
+        .discover(page_query(ns, after, limit))
         .await
         .expect("discover")
         .registrations
@@ -140,7 +150,7 @@ pub async fn page_through(store: &dyn Store, namespace: Option<&str>, limit: usi
     let mut after = 0;
     loop {
         let page = store
-            .discover(namespace.map(str::to_owned), after, limit, FRAME)
+            .discover(page_query(namespace, after, limit))
             .await
             .expect("discover");
         let Some(last) = page.registrations.last() else {
@@ -415,7 +425,13 @@ pub async fn a_discover_over_large_records_returns_at_most_the_frame_budget(stor
             .collect();
         assert_eq!(distinct.len(), 40);
     }
-    let page = store.discover(None, 0, 1000, 1000).await.unwrap();
+    let page = store
+        .discover(PageQuery {
+            max_bytes: 1000,
+            ..page_query(None, 0, 1000)
+        })
+        .await
+        .unwrap();
     assert_eq!(page.registrations.len(), 1);
 }
 

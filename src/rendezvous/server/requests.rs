@@ -220,7 +220,7 @@ impl Server {
             for _ in 0..MAX_DISCOVER_READS {
                 let page = match tokio::time::timeout(
                     STORE_TIMEOUT,
-                    store.discover(namespace.clone(), frame.last, frame.room(), frame.budget()),
+                    store.discover(frame.query(namespace.clone())),
                 )
                 .await
                 {

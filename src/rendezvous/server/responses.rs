@@ -43,6 +43,16 @@ impl Frame {
         Self::BUDGET.saturating_sub(self.used)
     }
 
+    /// The store read that fills the rest of this frame.
+    pub(super) fn query(&self, namespace: Option<String>) -> PageQuery {
+        PageQuery {
+            namespace,
+            after: self.last,
+            limit: self.room(),
+            max_bytes: self.budget(),
+        }
+    }
+
     pub(super) fn is_full(&self) -> bool {
         self.full || self.room() == 0
     }
