@@ -432,19 +432,19 @@ impl EventHandler {
                 {
                     Some(folded) => info!(
                         "rendezvous registration refused for peer {peer}: {}: {}{}",
-                        status.name(),
+                        status.as_str_name(),
                         reason,
                         folded_suffix(folded)
                     ),
                     None => debug!(
                         %peer,
-                        status = status.name(),
+                        status = status.as_str_name(),
                         reason = %reason,
                         "rendezvous registration refused"
                     ),
                 }
                 self.metrics
-                    .register_request(status.name().into(), self.registrations);
+                    .register_request(status.as_str_name().into(), self.registrations);
                 self.emit(RelayEvent::RegistrationRefused {
                     peer,
                     namespace: namespace.unwrap_or_default(),
@@ -475,8 +475,8 @@ impl EventHandler {
                 status,
                 reason,
             } => {
-                self.metrics.discover_request(status.name().into());
-                debug!(%peer, status = status.name(), reason = %reason, "rendezvous discover refused")
+                self.metrics.discover_request(status.as_str_name().into());
+                debug!(%peer, status = status.as_str_name(), reason = %reason, "rendezvous discover refused")
             }
             Event::Counted(total) => {
                 self.registrations = total;
