@@ -4,6 +4,7 @@
 //! limits here are sized for circuits that live for hours and carry real traffic, for
 //! thousands of users on one relay. Every value can be overridden (see [`crate::config`]).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// TCP port, and the UDP port for QUIC: the seed's `4001`, which dusk clients pin.
@@ -19,7 +20,10 @@ pub const WS_PORT_OFFSET: u16 = 10_000;
 pub const WSS_PORT_OFFSET: u16 = 20_000;
 
 /// IPv4 and IPv6 wildcards; IPv6 is skipped with a warning where the host has none.
-pub const LISTEN_IPS: &str = "0.0.0.0,::";
+pub const LISTEN_IPS: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+];
 
 /// `DUSK_MAX_CONNECTIONS` of the original relay: established connections, all peers.
 pub const MAX_CONNECTIONS: u32 = 10_000;

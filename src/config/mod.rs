@@ -8,7 +8,7 @@ mod parse;
 mod print;
 pub mod settings;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -249,10 +249,7 @@ impl Default for Config {
             port: defaults::PORT,
             ws_port: Some(defaults::PORT + defaults::WS_PORT_OFFSET),
             wss_port: Some(defaults::PORT + defaults::WSS_PORT_OFFSET),
-            listen_ips: vec![
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            ],
+            listen_ips: defaults::LISTEN_IPS.to_vec(),
             external_addrs: Vec::new(),
             keypair_path: default_keypair_path(),
             tls: TlsConfig::default(),

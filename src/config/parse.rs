@@ -5,7 +5,7 @@ use super::*;
 
 /// The merged layers, with typed accessors whose errors name the setting the way the
 /// operator wrote it (flag, variable, or file key).
-struct Vars<'a> {
+pub(super) struct Vars<'a> {
     layers: &'a Layers,
 }
 
@@ -37,12 +37,15 @@ impl Vars<'_> {
         .to_string()
     }
 
-    fn parse<T: std::str::FromStr>(&self, var: Id, default: T) -> Result<T, ConfigError>
+    // The readers a row of `settings!` can name: each takes the field's default.
+
+    pub(super) fn parse<T>(&self, var: Id, default: &T) -> Result<T, ConfigError>
     where
+        T: std::str::FromStr + Clone,
         T::Err: std::fmt::Display,
     {
         match self.get(var) {
-            None => Ok(default),
+            None => Ok(default.clone()),
             Some(raw) => raw
                 .parse()
                 .map_err(|e: T::Err| self.invalid(var, raw, e.to_string())),
@@ -50,7 +53,7 @@ impl Vars<'_> {
     }
 
     /// A count that must be at least 1.
-    fn positive<T>(&self, var: Id, default: T) -> Result<T, ConfigError>
+    pub(super) fn positive<T>(&self, var: Id, default: &T) -> Result<T, ConfigError>
     where
         T: std::str::FromStr + PartialOrd + From<u8> + Copy,
         T::Err: std::fmt::Display,
@@ -61,6 +64,40 @@ impl Vars<'_> {
             return Err(self.invalid(var, raw, "must be at least 1".into()));
         }
         Ok(value)
+    }
+
+    /// A duration in whole seconds.
+    pub(super) fn secs(&self, var: Id, default: &Duration) -> Result<Duration, ConfigError> {
+        self.parse(var, &default.as_secs()).map(Duration::from_secs)
+    }
+
+    /// A duration in whole seconds, at least 1.
+    pub(super) fn positive_secs(
+        &self,
+        var: Id,
+        default: &Duration,
+    ) -> Result<Duration, ConfigError> {
+        self.positive(var, &default.as_secs())
+            .map(Duration::from_secs)
+    }
+
+    /// A comma-separated list (a TOML array in the file layer).
+    pub(super) fn items<T>(&self, var: Id, default: &[T]) -> Result<Vec<T>, ConfigError>
+    where
+        T: std::str::FromStr + Clone,
+        T::Err: std::fmt::Display,
+    {
+        let Some(raw) = self.get(var) else {
+            return Ok(default.to_vec());
+        };
+        raw.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse()
+                    .map_err(|e: T::Err| self.invalid(var, item, e.to_string()))
+            })
+            .collect()
     }
 
     /// A listener port: `0` or `off` disables, unset derives from the main port.
@@ -113,21 +150,6 @@ impl Vars<'_> {
             },
         }
     }
-
-    fn list<T: std::str::FromStr>(&self, var: Id, default: &str) -> Result<Vec<T>, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        let raw = self.get(var).unwrap_or(default);
-        raw.split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .map(|item| {
-                item.parse()
-                    .map_err(|e: T::Err| self.invalid(var, item, e.to_string()))
-            })
-            .collect()
-    }
 }
 
 impl Config {
@@ -159,112 +181,72 @@ impl Config {
         Ok((config, layers.unknown_env))
     }
 
-    /// Parses and validates merged layers.
+    /// Parses and validates merged layers: every one-field setting over its default,
+    /// then the settings that depend on others, then the checks across settings.
     pub fn from_layers(layers: &Layers) -> Result<Config, ConfigError> {
         let vars = Vars { layers };
-        let d = Config::default();
-
-        let port = vars.parse(Id::Port, d.port)?;
-        let listen_ips: Vec<IpAddr> = vars.list(Id::ListenIps, defaults::LISTEN_IPS)?;
-        if listen_ips.is_empty() {
+        let mut config = Config::default();
+        config.read_fields(&vars)?;
+        let port = config.port;
+        config.ws_port = vars.listener_port(Id::WsPort, port, defaults::WS_PORT_OFFSET)?;
+        config.wss_port = vars.listener_port(Id::WssPort, port, defaults::WSS_PORT_OFFSET)?;
+        config.metrics_addr = vars.metrics_addr(port)?;
+        config.tls.cert_and_key = vars.cert_and_key()?;
+        config.connection_limits.max_memory_bytes =
+            match vars.parse(Id::MaxMemoryMib, &defaults::MAX_MEMORY_MIB)? {
+                0 => None,
+                n => Some(mib(n)),
+            };
+        config.relay.max_circuit_duration = vars.circuit_duration()?;
+        if config.listen_ips.is_empty() {
             return Err(vars.invalid(Id::ListenIps, "", "needs at least one IP".into()));
         }
-        let external_addrs = vars.list(Id::ExternalAddr, "")?;
+        vars.check_ttls(&config.rendezvous)?;
+        Ok(config)
+    }
+}
 
-        let cert = vars.get(Id::TlsCert).map(PathBuf::from);
-        let key = vars.get(Id::TlsKey).map(PathBuf::from);
-        let cert_and_key = match (cert, key) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            (Some(cert), None) => {
-                return Err(vars.invalid(
-                    Id::TlsKey,
-                    "",
-                    format!(
-                        "unset while {} is {}; set both or neither",
-                        vars.name(Id::TlsCert),
-                        cert.display()
-                    ),
-                ))
-            }
-            (None, Some(key)) => {
-                return Err(vars.invalid(
-                    Id::TlsCert,
-                    "",
-                    format!(
-                        "unset while {} is {}; set both or neither",
-                        vars.name(Id::TlsKey),
-                        key.display()
-                    ),
-                ))
-            }
+impl Vars<'_> {
+    /// The WSS certificate and key: both or neither.
+    fn cert_and_key(&self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        let cert = self.get(Id::TlsCert).map(PathBuf::from);
+        let key = self.get(Id::TlsKey).map(PathBuf::from);
+        let (missing, present, path) = match (cert, key) {
+            (Some(cert), Some(key)) => return Ok(Some((cert, key))),
+            (None, None) => return Ok(None),
+            (Some(cert), None) => (Id::TlsKey, Id::TlsCert, cert),
+            (None, Some(key)) => (Id::TlsCert, Id::TlsKey, key),
         };
+        Err(self.invalid(
+            missing,
+            "",
+            format!(
+                "unset while {} is {}; set both or neither",
+                self.name(present),
+                path.display()
+            ),
+        ))
+    }
 
-        let circuit_duration_secs: u64 = vars.parse(
-            Id::MaxCircuitDurationSecs,
-            defaults::MAX_CIRCUIT_DURATION.as_secs(),
-        )?;
-        // libp2p panics above u32::MAX seconds; 0 there closes circuits at once, so 0
-        // here means "no limit" instead.
-        if circuit_duration_secs > u64::from(u32::MAX) {
-            return Err(vars.invalid(
-                Id::MaxCircuitDurationSecs,
-                &circuit_duration_secs.to_string(),
+    /// The circuit lifetime: 0 means no limit. libp2p panics above `u32::MAX` seconds
+    /// and closes circuits at once on 0, hence both rules.
+    fn circuit_duration(&self) -> Result<Option<Duration>, ConfigError> {
+        const VAR: Id = Id::MaxCircuitDurationSecs;
+        let secs: u64 = self.parse(VAR, &defaults::MAX_CIRCUIT_DURATION.as_secs())?;
+        if secs > u64::from(u32::MAX) {
+            return Err(self.invalid(
+                VAR,
+                &secs.to_string(),
                 format!("at most {} (0 = no limit)", u32::MAX),
             ));
         }
-        let rendezvous = RendezvousLimits {
-            min_ttl_secs: vars.positive(Id::RendezvousMinTtlSecs, d.rendezvous.min_ttl_secs)?,
-            max_ttl_secs: vars.positive(Id::RendezvousMaxTtlSecs, d.rendezvous.max_ttl_secs)?,
-            max_registrations_per_peer: vars.positive(
-                Id::RendezvousMaxRegistrationsPerPeer,
-                d.rendezvous.max_registrations_per_peer,
-            )?,
-            max_registrations: vars.positive(
-                Id::RendezvousMaxRegistrations,
-                d.rendezvous.max_registrations,
-            )?,
-            max_registrations_per_ip: vars.parse(
-                Id::RendezvousMaxRegistrationsPerIp,
-                d.rendezvous.max_registrations_per_ip,
-            )?,
-            max_registrations_per_ipv6_64: vars.parse(
-                Id::RendezvousMaxRegistrationsPerIpv6Prefix64,
-                d.rendezvous.max_registrations_per_ipv6_64,
-            )?,
-            max_registrations_per_ipv6_48: vars.parse(
-                Id::RendezvousMaxRegistrationsPerIpv6Prefix48,
-                d.rendezvous.max_registrations_per_ipv6_48,
-            )?,
-            register_rate_per_peer: vars.parse(
-                Id::RendezvousRegisterRatePerPeer,
-                d.rendezvous.register_rate_per_peer,
-            )?,
-            register_rate_per_ip: vars.parse(
-                Id::RendezvousRegisterRatePerIp,
-                d.rendezvous.register_rate_per_ip,
-            )?,
-            max_record_bytes: vars
-                .positive(Id::RendezvousMaxRecordBytes, d.rendezvous.max_record_bytes)?,
-            max_record_addrs: vars
-                .positive(Id::RendezvousMaxRecordAddrs, d.rendezvous.max_record_addrs)?,
-            max_bytes_per_peer: vars.positive(
-                Id::RendezvousMaxBytesPerPeer,
-                d.rendezvous.max_bytes_per_peer,
-            )?,
-            max_bytes: vars.positive(Id::RendezvousMaxBytes, d.rendezvous.max_bytes)?,
-            allow_discover_all: vars.parse(
-                Id::RendezvousAllowDiscoverAll,
-                d.rendezvous.allow_discover_all,
-            )?,
-            allow_direct_addresses: vars.parse(
-                Id::RendezvousAllowDirectAddrs,
-                d.rendezvous.allow_direct_addresses,
-            )?,
-            store: vars.parse(Id::RendezvousStore, d.rendezvous.store.clone())?,
-        };
+        Ok((secs > 0).then(|| Duration::from_secs(secs)))
+    }
+
+    /// Registration TTL bounds: at most a year, and the minimum not above the maximum.
+    fn check_ttls(&self, rendezvous: &RendezvousLimits) -> Result<(), ConfigError> {
         if rendezvous.max_ttl_secs > defaults::RENDEZVOUS_TTL_CEILING_SECS {
-            return Err(vars.invalid(
+            return Err(self.invalid(
                 Id::RendezvousMaxTtlSecs,
                 &rendezvous.max_ttl_secs.to_string(),
                 format!(
@@ -274,144 +256,17 @@ impl Config {
             ));
         }
         if rendezvous.min_ttl_secs > rendezvous.max_ttl_secs {
-            return Err(vars.invalid(
+            return Err(self.invalid(
                 Id::RendezvousMinTtlSecs,
                 &rendezvous.min_ttl_secs.to_string(),
                 format!(
                     "above {} ({})",
-                    vars.name(Id::RendezvousMaxTtlSecs),
+                    self.name(Id::RendezvousMaxTtlSecs),
                     rendezvous.max_ttl_secs
                 ),
             ));
         }
-
-        let config = Config {
-            port,
-            ws_port: vars.listener_port(Id::WsPort, port, defaults::WS_PORT_OFFSET)?,
-            wss_port: vars.listener_port(Id::WssPort, port, defaults::WSS_PORT_OFFSET)?,
-            listen_ips,
-            external_addrs,
-            keypair_path: vars
-                .get(Id::Keypair)
-                .map(PathBuf::from)
-                .unwrap_or(d.keypair_path),
-            tls: TlsConfig {
-                cert_and_key,
-                hostnames: vars.list(Id::TlsHostnames, "")?,
-            },
-            connection_limits: ConnectionLimits {
-                max_established: vars
-                    .positive(Id::MaxConnections, d.connection_limits.max_established)?,
-                max_established_per_peer: vars.positive(
-                    Id::MaxConnectionsPerPeer,
-                    d.connection_limits.max_established_per_peer,
-                )?,
-                max_pending_incoming: vars.positive(
-                    Id::MaxPendingIncoming,
-                    d.connection_limits.max_pending_incoming,
-                )?,
-                max_per_ip: vars.parse(Id::MaxConnectionsPerIp, d.connection_limits.max_per_ip)?,
-                max_per_ipv6_64: vars.parse(
-                    Id::MaxConnectionsPerIpv6Prefix64,
-                    d.connection_limits.max_per_ipv6_64,
-                )?,
-                max_per_ipv6_48: vars.parse(
-                    Id::MaxConnectionsPerIpv6Prefix48,
-                    d.connection_limits.max_per_ipv6_48,
-                )?,
-                max_pending_per_ip: vars
-                    .parse(Id::MaxPendingPerIp, d.connection_limits.max_pending_per_ip)?,
-                max_pending_per_ipv6_64: vars.parse(
-                    Id::MaxPendingPerIpv6Prefix64,
-                    d.connection_limits.max_pending_per_ipv6_64,
-                )?,
-                max_pending_per_ipv6_48: vars.parse(
-                    Id::MaxPendingPerIpv6Prefix48,
-                    d.connection_limits.max_pending_per_ipv6_48,
-                )?,
-                max_memory_bytes: match vars.parse(Id::MaxMemoryMib, defaults::MAX_MEMORY_MIB)? {
-                    0 => None,
-                    n => Some(mib(n)),
-                },
-                max_negotiating_streams: vars.positive(
-                    Id::MaxNegotiatingStreams,
-                    d.connection_limits.max_negotiating_streams,
-                )?,
-            },
-            handshake_timeout: Duration::from_secs(
-                vars.positive(Id::HandshakeTimeoutSecs, d.handshake_timeout.as_secs())?,
-            ),
-            idle_connection_timeout: Duration::from_secs(
-                vars.positive(Id::IdleTimeoutSecs, d.idle_connection_timeout.as_secs())?,
-            ),
-            relay: RelayLimits {
-                max_reservations: vars.positive(Id::MaxReservations, d.relay.max_reservations)?,
-                max_reservations_per_peer: vars.positive(
-                    Id::MaxReservationsPerPeer,
-                    d.relay.max_reservations_per_peer,
-                )?,
-                max_reservations_per_ip: vars
-                    .parse(Id::MaxReservationsPerIp, d.relay.max_reservations_per_ip)?,
-                max_reservations_per_ipv6_64: vars.parse(
-                    Id::MaxReservationsPerIpv6Prefix64,
-                    d.relay.max_reservations_per_ipv6_64,
-                )?,
-                max_reservations_per_ipv6_48: vars.parse(
-                    Id::MaxReservationsPerIpv6Prefix48,
-                    d.relay.max_reservations_per_ipv6_48,
-                )?,
-                reservation_duration: Duration::from_secs(vars.positive(
-                    Id::ReservationDurationSecs,
-                    d.relay.reservation_duration.as_secs(),
-                )?),
-                max_circuits: vars.positive(Id::MaxCircuits, d.relay.max_circuits)?,
-                max_circuits_per_peer: vars
-                    .positive(Id::MaxCircuitsPerPeer, d.relay.max_circuits_per_peer)?,
-                max_circuits_per_ip: vars
-                    .parse(Id::MaxCircuitsPerIp, d.relay.max_circuits_per_ip)?,
-                max_circuits_per_ipv6_64: vars.parse(
-                    Id::MaxCircuitsPerIpv6Prefix64,
-                    d.relay.max_circuits_per_ipv6_64,
-                )?,
-                max_circuits_per_ipv6_48: vars.parse(
-                    Id::MaxCircuitsPerIpv6Prefix48,
-                    d.relay.max_circuits_per_ipv6_48,
-                )?,
-                max_circuit_duration: (circuit_duration_secs > 0)
-                    .then(|| Duration::from_secs(circuit_duration_secs)),
-                max_circuit_bytes: vars.parse(Id::MaxCircuitBytes, d.relay.max_circuit_bytes)?,
-                reservation_rate_per_peer: vars.parse(
-                    Id::ReservationRatePerPeer,
-                    d.relay.reservation_rate_per_peer,
-                )?,
-                reservation_rate_per_ip: vars
-                    .parse(Id::ReservationRatePerIp, d.relay.reservation_rate_per_ip)?,
-                circuit_rate_per_peer: vars
-                    .parse(Id::CircuitRatePerPeer, d.relay.circuit_rate_per_peer)?,
-                circuit_rate_per_ip: vars
-                    .parse(Id::CircuitRatePerIp, d.relay.circuit_rate_per_ip)?,
-            },
-            rendezvous,
-            bandwidth: BandwidthLimits {
-                circuit_bytes_per_sec: vars
-                    .parse(Id::CircuitBytesPerSec, d.bandwidth.circuit_bytes_per_sec)?,
-                peer_bytes_per_sec: vars
-                    .parse(Id::PeerBytesPerSec, d.bandwidth.peer_bytes_per_sec)?,
-                total_bytes_per_sec: vars
-                    .parse(Id::TotalBytesPerSec, d.bandwidth.total_bytes_per_sec)?,
-                exempt: vars.list(Id::BandwidthExempt, "")?,
-            },
-            access: AccessList {
-                allow: vars.list(Id::Allow, "")?,
-                deny: vars.list(Id::Deny, "")?,
-            },
-            metrics_addr: vars.metrics_addr(port)?,
-            drain_timeout: Duration::from_secs(
-                vars.parse(Id::DrainSecs, d.drain_timeout.as_secs())?,
-            ),
-            log_format: vars.parse(Id::LogFormat, d.log_format)?,
-        };
-        Ok(config)
+        Ok(())
     }
 }
 

@@ -48,108 +48,124 @@ impl Config {
         })
     }
 
-    /// One setting's effective value; `None` for an unset optional path.
+    /// One setting's effective value; `None` where unset (a certificate path, an empty
+    /// optional list). The settings that are one field print from their row in
+    /// `settings!`; the others are here.
     fn value_of(&self, id: Id) -> Option<toml::Value> {
         use toml::Value;
-        let int = |n: u64| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
-        let list =
-            |items: Vec<String>| Value::Array(items.into_iter().map(Value::String).collect());
         let port = |p: Option<u16>| match p {
             Some(p) => Value::Integer(p.into()),
             None => Value::String("off".into()),
         };
-        let r = &self.relay;
-        let c = &self.connection_limits;
-        let z = &self.rendezvous;
-        Some(match id {
-            Id::Port => int(self.port.into()),
-            Id::WsPort => port(self.ws_port),
-            Id::WssPort => port(self.wss_port),
-            Id::ListenIps => list(self.listen_ips.iter().map(ToString::to_string).collect()),
-            Id::ExternalAddr if self.external_addrs.is_empty() => return None,
-            Id::ExternalAddr => list(
-                self.external_addrs
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
+        let path = |p: &Path| Value::String(p.display().to_string());
+        match id {
+            Id::WsPort => Some(port(self.ws_port)),
+            Id::WssPort => Some(port(self.wss_port)),
+            Id::MetricsAddr => Some(Value::String(match self.metrics_addr {
+                Some(addr) => addr.to_string(),
+                None => "off".into(),
+            })),
+            Id::TlsCert => Some(path(&self.tls.cert_and_key.as_ref()?.0)),
+            Id::TlsKey => Some(path(&self.tls.cert_and_key.as_ref()?.1)),
+            Id::ExternalAddr if self.external_addrs.is_empty() => None,
+            Id::TlsHostnames if self.tls.hostnames.is_empty() => None,
+            Id::MaxMemoryMib => Some(
+                self.connection_limits
+                    .max_memory_bytes
+                    .map_or(0, |b| b / (1024 * 1024))
+                    .to_toml(),
             ),
-            Id::Keypair => Value::String(self.keypair_path.display().to_string()),
-            Id::LogFormat => Value::String(self.log_format.as_str().into()),
-            Id::MetricsAddr => match self.metrics_addr {
-                Some(addr) => Value::String(addr.to_string()),
-                None => Value::String("off".into()),
-            },
-            Id::DrainSecs => int(self.drain_timeout.as_secs()),
-            Id::TlsCert => Value::String(self.tls.cert_and_key.as_ref()?.0.display().to_string()),
-            Id::TlsKey => Value::String(self.tls.cert_and_key.as_ref()?.1.display().to_string()),
-            Id::TlsHostnames if self.tls.hostnames.is_empty() => return None,
-            Id::TlsHostnames => list(self.tls.hostnames.clone()),
-            Id::MaxConnections => int(c.max_established.into()),
-            Id::MaxConnectionsPerPeer => int(c.max_established_per_peer.into()),
-            Id::MaxPendingIncoming => int(c.max_pending_incoming.into()),
-            Id::MaxConnectionsPerIp => int(c.max_per_ip as u64),
-            Id::MaxConnectionsPerIpv6Prefix64 => int(c.max_per_ipv6_64 as u64),
-            Id::MaxConnectionsPerIpv6Prefix48 => int(c.max_per_ipv6_48 as u64),
-            Id::MaxPendingPerIp => int(c.max_pending_per_ip as u64),
-            Id::MaxPendingPerIpv6Prefix64 => int(c.max_pending_per_ipv6_64 as u64),
-            Id::MaxPendingPerIpv6Prefix48 => int(c.max_pending_per_ipv6_48 as u64),
-            Id::MaxMemoryMib => int(c.max_memory_bytes.map_or(0, |b| b as u64 / (1024 * 1024))),
-            Id::HandshakeTimeoutSecs => int(self.handshake_timeout.as_secs()),
-            Id::MaxNegotiatingStreams => int(c.max_negotiating_streams as u64),
-            Id::IdleTimeoutSecs => int(self.idle_connection_timeout.as_secs()),
-            Id::MaxReservations => int(r.max_reservations as u64),
-            Id::MaxReservationsPerPeer => int(r.max_reservations_per_peer as u64),
-            Id::MaxReservationsPerIp => int(r.max_reservations_per_ip as u64),
-            Id::MaxReservationsPerIpv6Prefix64 => int(r.max_reservations_per_ipv6_64 as u64),
-            Id::MaxReservationsPerIpv6Prefix48 => int(r.max_reservations_per_ipv6_48 as u64),
-            Id::ReservationDurationSecs => int(r.reservation_duration.as_secs()),
-            Id::MaxCircuits => int(r.max_circuits as u64),
-            Id::MaxCircuitsPerPeer => int(r.max_circuits_per_peer as u64),
-            Id::MaxCircuitsPerIp => int(r.max_circuits_per_ip as u64),
-            Id::MaxCircuitsPerIpv6Prefix64 => int(r.max_circuits_per_ipv6_64 as u64),
-            Id::MaxCircuitsPerIpv6Prefix48 => int(r.max_circuits_per_ipv6_48 as u64),
-            Id::MaxCircuitDurationSecs => int(r.max_circuit_duration.map_or(0, |d| d.as_secs())),
-            Id::MaxCircuitBytes => int(r.max_circuit_bytes),
-            Id::ReservationRatePerPeer => int(r.reservation_rate_per_peer.into()),
-            Id::ReservationRatePerIp => int(r.reservation_rate_per_ip.into()),
-            Id::CircuitRatePerPeer => int(r.circuit_rate_per_peer.into()),
-            Id::CircuitRatePerIp => int(r.circuit_rate_per_ip.into()),
-            Id::CircuitBytesPerSec => int(self.bandwidth.circuit_bytes_per_sec.into()),
-            Id::PeerBytesPerSec => int(self.bandwidth.peer_bytes_per_sec.into()),
-            Id::TotalBytesPerSec => int(self.bandwidth.total_bytes_per_sec.into()),
-            Id::BandwidthExempt => list(
-                self.bandwidth
-                    .exempt
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
+            Id::MaxCircuitDurationSecs => Some(
+                self.relay
+                    .max_circuit_duration
+                    .unwrap_or(Duration::ZERO)
+                    .to_toml(),
             ),
-            Id::Allow => list(self.access.allow.iter().map(ToString::to_string).collect()),
-            Id::Deny => list(self.access.deny.iter().map(ToString::to_string).collect()),
-            Id::RendezvousMinTtlSecs => int(z.min_ttl_secs),
-            Id::RendezvousMaxTtlSecs => int(z.max_ttl_secs),
-            Id::RendezvousMaxRegistrationsPerPeer => int(z.max_registrations_per_peer as u64),
-            Id::RendezvousMaxRegistrations => int(z.max_registrations as u64),
-            Id::RendezvousMaxRegistrationsPerIp => int(z.max_registrations_per_ip as u64),
-            Id::RendezvousMaxRegistrationsPerIpv6Prefix64 => {
-                int(z.max_registrations_per_ipv6_64 as u64)
+            _ => self.field_value(id),
+        }
+    }
+}
+
+/// A field's value as `--print-config` writes it.
+pub(super) trait ToToml {
+    fn to_toml(&self) -> toml::Value;
+}
+
+macro_rules! integers_to_toml {
+    ($($int:ty),*) => {$(
+        impl ToToml for $int {
+            fn to_toml(&self) -> toml::Value {
+                toml::Value::Integer(i64::try_from(*self).unwrap_or(i64::MAX))
             }
-            Id::RendezvousMaxRegistrationsPerIpv6Prefix48 => {
-                int(z.max_registrations_per_ipv6_48 as u64)
-            }
-            Id::RendezvousRegisterRatePerPeer => int(z.register_rate_per_peer.into()),
-            Id::RendezvousRegisterRatePerIp => int(z.register_rate_per_ip.into()),
-            Id::RendezvousMaxRecordBytes => int(z.max_record_bytes as u64),
-            Id::RendezvousMaxRecordAddrs => int(z.max_record_addrs as u64),
-            Id::RendezvousMaxBytesPerPeer => int(z.max_bytes_per_peer as u64),
-            Id::RendezvousMaxBytes => int(z.max_bytes as u64),
-            Id::RendezvousAllowDiscoverAll => Value::Boolean(z.allow_discover_all),
-            Id::RendezvousAllowDirectAddrs => Value::Boolean(z.allow_direct_addresses),
-            // A Redis URL may carry a password: printed redacted.
-            Id::RendezvousStore => Value::String(match &z.store {
-                RendezvousStore::Memory => "memory".into(),
-                RendezvousStore::Redis(url) => crate::rendezvous::redis::redact(url),
-            }),
+        }
+    )*};
+}
+integers_to_toml!(u16, u32, u64, usize);
+
+impl ToToml for bool {
+    fn to_toml(&self) -> toml::Value {
+        toml::Value::Boolean(*self)
+    }
+}
+
+/// Whole seconds, as the `*_secs` settings take them.
+impl ToToml for Duration {
+    fn to_toml(&self) -> toml::Value {
+        self.as_secs().to_toml()
+    }
+}
+
+impl ToToml for PathBuf {
+    fn to_toml(&self) -> toml::Value {
+        toml::Value::String(self.display().to_string())
+    }
+}
+
+impl ToToml for LogFormat {
+    fn to_toml(&self) -> toml::Value {
+        toml::Value::String(self.as_str().into())
+    }
+}
+
+/// A Redis URL may carry a password: printed redacted.
+impl ToToml for RendezvousStore {
+    fn to_toml(&self) -> toml::Value {
+        toml::Value::String(match self {
+            RendezvousStore::Memory => "memory".into(),
+            RendezvousStore::Redis(url) => crate::rendezvous::redis::redact(url),
         })
+    }
+}
+
+/// A list: IPs, multiaddrs, peer ids, CIDR ranges, names.
+impl<T: std::fmt::Display> ToToml for Vec<T> {
+    fn to_toml(&self) -> toml::Value {
+        toml::Value::Array(
+            self.iter()
+                .map(|item| toml::Value::String(item.to_string()))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each setting prints: from its row in `settings!`, or from an arm of
+    /// `Config::value_of` (a row without a field that `value_of` forgot prints nothing).
+    #[test]
+    fn every_setting_has_a_printed_value() {
+        let mut config = Config::default();
+        config.tls.cert_and_key = Some(("/c.pem".into(), "/k.pem".into()));
+        config.tls.hostnames = vec!["relay.example".into()];
+        config.external_addrs = vec!["/dns4/relay.example/tcp/4001".parse().unwrap()];
+        for setting in settings::SETTINGS {
+            assert!(
+                config.value_of(setting.id).is_some(),
+                "{} has no printed value",
+                setting.env
+            );
+        }
     }
 }
