@@ -57,46 +57,37 @@ impl Refusal {
         }
     }
 
-    /// What was exceeded, and the setting that raises it.
-    fn explanation(self) -> (&'static str, Option<Id>) {
+    /// What was exceeded.
+    fn what(self) -> String {
         match self {
-            Refusal::Source(SourceCap::PerIp) => (
-                "too many connections from one IP address",
-                Some(Id::MaxConnectionsPerIp),
-            ),
-            Refusal::Source(SourceCap::PerIpv6Range) => (
-                "too many connections from one IPv6 /64",
-                Some(Id::MaxConnectionsPerIpv6Prefix64),
-            ),
-            Refusal::Source(SourceCap::PerIpv6Site) => (
-                "too many connections from one IPv6 /48",
-                Some(Id::MaxConnectionsPerIpv6Prefix48),
-            ),
-            Refusal::Pending(SourceCap::PerIp) => (
-                "too many handshakes in flight from one IP address",
-                Some(Id::MaxPendingPerIp),
-            ),
-            Refusal::Pending(SourceCap::PerIpv6Range) => (
-                "too many handshakes in flight from one IPv6 /64",
-                Some(Id::MaxPendingPerIpv6Prefix64),
-            ),
-            Refusal::Pending(SourceCap::PerIpv6Site) => (
-                "too many handshakes in flight from one IPv6 /48",
-                Some(Id::MaxPendingPerIpv6Prefix48),
-            ),
-            Refusal::FileDescriptors => (
-                "the relay is near its open-file limit (raise LimitNOFILE / ulimit -n)",
-                None,
-            ),
+            Refusal::Source(cap) => format!("too many connections from {}", cap.scope()),
+            Refusal::Pending(cap) => format!("too many handshakes in flight from {}", cap.scope()),
+            Refusal::FileDescriptors => {
+                "the relay is near its open-file limit (raise LimitNOFILE / ulimit -n)".into()
+            }
         }
+    }
+
+    /// The setting that raises the ceiling; the open-file limit is the system's.
+    fn setting(self) -> Option<Id> {
+        Some(match self {
+            Refusal::Source(SourceCap::PerIp) => Id::MaxConnectionsPerIp,
+            Refusal::Source(SourceCap::PerIpv6Range) => Id::MaxConnectionsPerIpv6Prefix64,
+            Refusal::Source(SourceCap::PerIpv6Site) => Id::MaxConnectionsPerIpv6Prefix48,
+            Refusal::Pending(SourceCap::PerIp) => Id::MaxPendingPerIp,
+            Refusal::Pending(SourceCap::PerIpv6Range) => Id::MaxPendingPerIpv6Prefix64,
+            Refusal::Pending(SourceCap::PerIpv6Site) => Id::MaxPendingPerIpv6Prefix48,
+            Refusal::FileDescriptors => return None,
+        })
     }
 }
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.reason.explanation() {
-            (what, Some(setting)) => write!(f, "connection refused: {what} ({})", setting.env()),
-            (what, None) => write!(f, "connection refused: {what}"),
+        let what = self.reason.what();
+        match self.reason.setting() {
+            Some(setting) => write!(f, "connection refused: {what} ({})", setting.env()),
+            None => write!(f, "connection refused: {what}"),
         }
     }
 }

@@ -43,6 +43,15 @@ impl SourceCap {
             SourceCap::PerIpv6Site => "per_ipv6_48",
         }
     }
+
+    /// The source as a refusal names it: "too many connections from one IPv6 /64".
+    pub fn scope(self) -> &'static str {
+        match self {
+            SourceCap::PerIp => "one IP address",
+            SourceCap::PerIpv6Range => "one IPv6 /64",
+            SourceCap::PerIpv6Site => "one IPv6 /48",
+        }
+    }
 }
 
 /// Counts of something (connections, handshakes, reservations, circuit legs) per IP, per

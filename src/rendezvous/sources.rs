@@ -324,31 +324,14 @@ mod tests {
         });
         let now = Instant::now();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        sources
-            .reserve(
-                key("a", PeerId::random()),
-                Some(ip),
-                now + Duration::from_secs(10),
-                now,
-            )
-            .unwrap();
-        assert!(sources
-            .reserve(
-                key("b", PeerId::random()),
-                Some(ip),
-                now + Duration::from_secs(10),
-                now
-            )
-            .is_err());
-        let after = now + Duration::from_secs(11);
-        assert!(sources
-            .reserve(
-                key("b", PeerId::random()),
-                Some(ip),
-                after + Duration::from_secs(10),
-                after
-            )
-            .is_ok());
+        // A registration of 10 s made at `at` by a new peer from `ip`.
+        let register_at = |sources: &mut Sources, at: Instant| {
+            let key = key("ns", PeerId::random());
+            sources.reserve(key, Some(ip), at + Duration::from_secs(10), at)
+        };
+        register_at(&mut sources, now).unwrap();
+        assert!(register_at(&mut sources, now).is_err());
+        assert!(register_at(&mut sources, now + Duration::from_secs(11)).is_ok());
         assert_eq!(sources.held(), 1);
     }
 

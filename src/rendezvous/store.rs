@@ -47,6 +47,28 @@ pub struct Caps {
     pub total_bytes: usize,
 }
 
+impl Caps {
+    /// Why a registration was refused, for the peer and the log.
+    pub fn refusal(&self, outcome: RegisterOutcome) -> String {
+        let Caps {
+            per_peer,
+            total,
+            per_peer_bytes,
+            total_bytes,
+        } = *self;
+        use RegisterOutcome::*;
+        match outcome {
+            Registered => "registered".into(),
+            PeerFull => format!("this peer already holds {per_peer} registrations"),
+            StoreFull => format!("the relay holds its maximum of {total} registrations"),
+            PeerBytesFull => format!("this peer's records would pass {per_peer_bytes} bytes"),
+            StoreBytesFull => {
+                format!("the relay holds its maximum of {total_bytes} bytes of records")
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegisterOutcome {
     /// Stored; replaces the peer's earlier registration in the namespace, if any.

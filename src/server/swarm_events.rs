@@ -406,9 +406,7 @@ impl EventHandler {
                 ttl,
                 total,
             } => {
-                if let Some(total) = total {
-                    self.registrations = total;
-                }
+                self.registrations = total.unwrap_or(self.registrations);
                 info!(
                     "rendezvous registration accepted for peer {peer} (ttl {ttl}s, total registrations: {})",
                     self.registrations
@@ -456,9 +454,7 @@ impl EventHandler {
                 namespace,
                 total,
             } => {
-                if let Some(total) = total {
-                    self.registrations = total;
-                }
+                self.registrations = total.unwrap_or(self.registrations);
                 info!(
                     "rendezvous unregistration for peer {peer} (total registrations: {})",
                     self.registrations

@@ -115,22 +115,7 @@ impl Server {
                         ..Pending::silent()
                     }
                 }
-                Ok(RegisterOutcome::PeerFull) => limit(format!(
-                    "this peer already holds {} registrations",
-                    caps.per_peer
-                )),
-                Ok(RegisterOutcome::StoreFull) => limit(format!(
-                    "the relay holds its maximum of {} registrations",
-                    caps.total
-                )),
-                Ok(RegisterOutcome::PeerBytesFull) => limit(format!(
-                    "this peer's records would pass {} bytes",
-                    caps.per_peer_bytes
-                )),
-                Ok(RegisterOutcome::StoreBytesFull) => limit(format!(
-                    "the relay holds its maximum of {} bytes of records",
-                    caps.total_bytes
-                )),
+                Ok(full) => limit(caps.refusal(full)),
                 Err((told, logged)) => refused(ResponseStatus::EUnavailable, told, logged),
             };
             done.sources = Bookkeeping::Settle { slot, stored };
