@@ -66,6 +66,11 @@ pub fn measure_row(
     ]
 }
 
+/// Each of `values` to `decimals` places: table cells.
+pub fn fixed(decimals: usize, values: &[f64]) -> Vec<String> {
+    values.iter().map(|v| format!("{v:.decimals$}")).collect()
+}
+
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
