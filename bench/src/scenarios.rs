@@ -156,12 +156,35 @@ pub(crate) async fn pairs(
 
 pub(crate) const VIAS: [Via; 3] = [Via::Direct, Via::Dusk, Via::Baseline];
 
+/// dusk-relay and the baseline relay, one child process each, shared by every path of a
+/// scenario that measures all of [`VIAS`].
+pub(crate) struct Relays {
+    pub(crate) dusk: RelayChild,
+    pub(crate) baseline: RelayChild,
+}
+
+impl Relays {
+    pub(crate) fn spawn(env: &BenchEnv) -> anyhow::Result<Relays> {
+        let dusk = env.spawn_relay(Via::Dusk)?;
+        let baseline = env.spawn_relay(Via::Baseline)?;
+        Ok(Relays { dusk, baseline })
+    }
+
+    /// The relay a pair over `via` goes through; none for a direct pair.
+    pub(crate) fn get(&self, via: Via) -> Option<&RelayChild> {
+        match via {
+            Via::Direct => None,
+            Via::Dusk => Some(&self.dusk),
+            Via::Baseline => Some(&self.baseline),
+        }
+    }
+}
+
 /// Scenario 5: 1 KiB ping-pong over one stream, relayed and direct.
 pub async fn latency(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Value)> {
     const MSG: usize = 1024;
     let warmup = (opts.pings / 10).max(1);
-    let dusk = env.spawn_relay(Via::Dusk)?;
-    let baseline = env.spawn_relay(Via::Baseline)?;
+    let relays = Relays::spawn(env)?;
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
     for &transport in &opts.transports {
@@ -170,12 +193,7 @@ pub async fn latency(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Val
         // elsewhere on the machine falls on all three alike.
         let mut paths = Vec::new();
         for via in VIAS {
-            let relay = match via {
-                Via::Direct => None,
-                Via::Dusk => Some(&dusk),
-                Via::Baseline => Some(&baseline),
-            };
-            let mut p = pairs(env, via, relay, transport, 1).await?;
+            let mut p = pairs(env, via, relays.get(via), transport, 1).await?;
             let (a, mut b) = p[0].stream().await?;
             let echo = tokio::spawn(async move {
                 let mut buf = [0u8; MSG];

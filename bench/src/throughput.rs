@@ -3,22 +3,21 @@
 
 use serde_json::{json, Value};
 
-use crate::peers::{BenchEnv, Via};
+use crate::peers::BenchEnv;
 use crate::relay_child::cpu_seconds;
 use crate::report::{fixed, median, ratio, Table};
 use crate::scenarios::*;
 
 /// Scenarios 1 and 2: throughput per transport and CPU per byte.
 pub async fn throughput(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Value)> {
-    let dusk = env.spawn_relay(Via::Dusk)?;
-    let baseline = env.spawn_relay(Via::Baseline)?;
+    let relays = Relays::spawn(env)?;
     let own_pid = std::process::id().to_string();
     progress(
         "throughput",
         format!(
             "relay pids (for perf/top): dusk-relay {}, baseline {}",
-            dusk.pid(),
-            baseline.pid()
+            relays.dusk.pid(),
+            relays.baseline.pid()
         ),
     );
     let mut rows = Vec::new();
@@ -30,11 +29,7 @@ pub async fn throughput(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, 
         let t = transport.name();
         let mut sets = Vec::new();
         for via in VIAS {
-            let relay = match via {
-                Via::Direct => None,
-                Via::Dusk => Some(&dusk),
-                Via::Baseline => Some(&baseline),
-            };
+            let relay = relays.get(via);
             let mut p = pairs(env, via, relay, transport, opts.circuits).await?;
             // Warm-up: windows grown, code paged in.
             exchange(&mut p, (1 << 20).min(opts.bytes)).await?;
