@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::peers::{within, BenchEnv, Transport, Via};
 use crate::relay_child::{cpu_seconds, status_kib};
-use crate::report::{percentile, ratio, Table};
+use crate::report::{measure_row, measure_table, percentile, ratio, Table};
 use crate::reserver::{Fleet, Reserver, Tally};
 use crate::scenarios::{progress, Opts};
 
@@ -166,11 +166,9 @@ pub async fn capacity(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Va
     let dusk = hold(env, opts, Via::Dusk).await.context("dusk-relay")?;
     let base = hold(env, opts, Via::Baseline).await.context("baseline")?;
     let (n, c) = (opts.reservations, opts.idle_circuits);
-    let f1 = |v: f64| format!("{v:.1}");
     let met = |ok: bool| if ok { "met" } else { "missed" };
-    let row = |label: String, d: f64, b: f64, goal: String| {
-        vec![label, f1(d), f1(b), format!("{:.2}", ratio(d, b)), goal]
-    };
+    // Every figure here (MiB, KiB, per second) to one decimal.
+    let row = |label: &str, d: f64, b: f64, goal: &str| measure_row(label, d, b, 1, goal);
     let count_row = |label: String, d: &Tally, b: &Tally| {
         vec![
             label,
@@ -193,47 +191,42 @@ pub async fn capacity(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Va
             &dusk.circuits,
             &base.circuits,
         ),
+        row("RSS idle (MiB)", mib(dusk.rss_idle), mib(base.rss_idle), ""),
         row(
-            "RSS idle (MiB)".into(),
-            mib(dusk.rss_idle),
-            mib(base.rss_idle),
-            String::new(),
-        ),
-        row(
-            "RSS with the reservations (MiB)".into(),
+            "RSS with the reservations (MiB)",
             mib(dusk.rss_reserved),
             mib(base.rss_reserved),
-            String::new(),
+            "",
         ),
         row(
-            "RSS with reservations and circuits (MiB)".into(),
+            "RSS with reservations and circuits (MiB)",
             total,
             mib(base.rss_circuits),
-            format!("≤ 256: {}", met(total <= 256.0)),
+            &format!("≤ 256: {}", met(total <= 256.0)),
         ),
         row(
-            "peak RSS (VmHWM, MiB)".into(),
+            "peak RSS (VmHWM, MiB)",
             mib(dusk.rss_peak),
             mib(base.rss_peak),
-            String::new(),
+            "",
         ),
         row(
-            "per reservation (KiB)".into(),
+            "per reservation (KiB)",
             per_reservation,
             base.per_reservation_kib(),
-            format!("≤ 20: {}", met(per_reservation <= 20.0)),
+            &format!("≤ 20: {}", met(per_reservation <= 20.0)),
         ),
         row(
-            "per idle circuit (KiB)".into(),
+            "per idle circuit (KiB)",
             dusk.per_circuit_kib(),
             base.per_circuit_kib(),
-            String::new(),
+            "",
         ),
         row(
-            "reservations/s while filling".into(),
+            "reservations/s while filling",
             dusk.reserved.ok as f64 / dusk.fill.as_secs_f64(),
             base.reserved.ok as f64 / base.fill.as_secs_f64(),
-            String::new(),
+            "",
         ),
     ];
     let mut md = format!(
@@ -250,15 +243,7 @@ pub async fn capacity(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Va
         n.max(128).max(2 * c),
         c.max(16)
     );
-    md += &Table::new(&[
-        "measure",
-        "dusk-relay",
-        "baseline",
-        "dusk ÷ baseline",
-        "goal",
-    ])
-    .rows(rows)
-    .render();
+    md += &measure_table(rows);
     let value = json!({
         "transport": "tcp",
         "reservations": n,
@@ -501,6 +486,16 @@ pub async fn churn(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Value
         }
     };
     let (hd, hb) = (&at_half[0], &at_half[1]);
+    let at = format!("at {half:.0}/s");
+    let latency_row = |quantile: &str, d: f64, b: f64| {
+        measure_row(
+            format!("{quantile} connect + reserve {at} (ms)"),
+            d,
+            b,
+            1,
+            "",
+        )
+    };
     let summary = vec![
         vec![
             "saturation (most accepted/s in the ramp)".to_string(),
@@ -512,34 +507,22 @@ pub async fn churn(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Value
                 if dusk_sat >= 1000.0 { "met" } else { "missed" }
             ),
         ],
+        latency_row("p50", hd.p50_ms, hb.p50_ms),
+        latency_row("p99", hd.p99_ms, hb.p99_ms),
         vec![
-            format!("p50 connect + reserve at {half:.0}/s (ms)"),
-            format!("{:.1}", hd.p50_ms),
-            format!("{:.1}", hb.p50_ms),
-            format!("{:.2}", ratio(hd.p50_ms, hb.p50_ms)),
-            String::new(),
-        ],
-        vec![
-            format!("p99 connect + reserve at {half:.0}/s (ms)"),
-            format!("{:.1}", hd.p99_ms),
-            format!("{:.1}", hb.p99_ms),
-            format!("{:.2}", ratio(hd.p99_ms, hb.p99_ms)),
-            String::new(),
-        ],
-        vec![
-            format!("accepted/s at {half:.0}/s (failed)"),
+            format!("accepted/s {at} (failed)"),
             format!("{:.0} ({})", hd.accepted_per_s, hd.failed + hd.shed),
             format!("{:.0} ({})", hb.accepted_per_s, hb.failed + hb.shed),
             String::new(),
             String::new(),
         ],
-        vec![
-            format!("relay CPU at {half:.0}/s (cores)"),
-            format!("{:.2}", hd.relay_cores),
-            format!("{:.2}", hb.relay_cores),
-            format!("{:.2}", ratio(hd.relay_cores, hb.relay_cores)),
-            String::new(),
-        ],
+        measure_row(
+            format!("relay CPU {at} (cores)"),
+            hd.relay_cores,
+            hb.relay_cores,
+            2,
+            "",
+        ),
     ];
     let mut md = format!(
         "Churn: new connections + reservations per second over TCP, fresh identities \
@@ -568,15 +551,7 @@ pub async fn churn(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Value
     .rows(ramp_rows)
     .render();
     md += "\n";
-    md += &Table::new(&[
-        "measure",
-        "dusk-relay",
-        "baseline",
-        "dusk ÷ baseline",
-        "goal",
-    ])
-    .rows(summary)
-    .render();
+    md += &measure_table(summary);
     let value = json!({
         "transport": "tcp",
         "seconds_per_step": seconds,

@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, ensure, Context};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use anyhow::anyhow;
 use serde_json::{json, Value};
 
 use crate::peers::{within, BenchEnv, Via};
@@ -28,32 +27,17 @@ pub async fn memory(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Valu
             let len = opts.bytes;
             let send = async move {
                 let block = vec![0x3cu8; CHUNK];
-                let mut left = len;
-                while left > 0 {
-                    let n = left.min(CHUNK as u64) as usize;
-                    a.write_all(&block[..n]).await.context("write")?;
-                    left -= n as u64;
-                }
-                a.close().await.context("close")?;
-                anyhow::Ok(())
+                write_repeated(&mut a, &block, len).await
             };
             let slow_read = async move {
                 let start = Instant::now();
-                let mut buf = vec![0u8; CHUNK];
-                let mut got = 0u64;
-                loop {
-                    let n = b.read(&mut buf).await.context("read")?;
-                    if n == 0 {
-                        break;
-                    }
-                    got += n as u64;
+                read_expecting(&mut b, len, async |_, got| {
                     let due = Duration::from_secs_f64(got as f64 / rate);
                     if let Some(wait) = due.checked_sub(start.elapsed()) {
                         tokio::time::sleep(wait).await;
                     }
-                }
-                ensure!(got == len, "received {got} bytes, expected {len}");
-                anyhow::Ok(())
+                })
+                .await
             };
             let sample_pid = pid.clone();
             let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -154,15 +154,13 @@ impl Client {
     ) -> anyhow::Result<T> {
         let events = &mut self.events;
         within(EVENT_TIMEOUT, what, async {
-            loop {
-                let event = events
-                    .recv()
-                    .await
-                    .ok_or_else(|| anyhow!("client task stopped"))?;
+            // The channel ends only when the client's task does.
+            while let Some(event) = events.recv().await {
                 if let Some(found) = f(event) {
                     return Ok(found);
                 }
             }
+            Err(anyhow!("client task stopped"))
         })
         .await?
     }

@@ -33,6 +33,44 @@ impl Table {
     }
 }
 
+/// The header of a table that compares the two relays measure by measure, one row each
+/// (see [`measure_row`]).
+const MEASURE_HEADER: [&str; 5] = [
+    "measure",
+    "dusk-relay",
+    "baseline",
+    "dusk ÷ baseline",
+    "goal",
+];
+
+/// A table comparing the two relays measure by measure: `rows` under [`MEASURE_HEADER`].
+pub fn measure_table(rows: Vec<Vec<String>>) -> String {
+    Table::new(&MEASURE_HEADER).rows(rows).render()
+}
+
+/// A row of a [`measure_table`]: `label`, both relays' figures to `decimals` places,
+/// dusk-relay's ÷ the baseline's to two, and `goal` (empty where there is none).
+pub fn measure_row(
+    label: impl Into<String>,
+    dusk: f64,
+    baseline: f64,
+    decimals: usize,
+    goal: &str,
+) -> Vec<String> {
+    vec![
+        label.into(),
+        format!("{dusk:.decimals$}"),
+        format!("{baseline:.decimals$}"),
+        format!("{:.2}", ratio(dusk, baseline)),
+        goal.to_string(),
+    ]
+}
+
+/// Each of `values` to `decimals` places: table cells.
+pub fn fixed(decimals: usize, values: &[f64]) -> Vec<String> {
+    values.iter().map(|v| format!("{v:.decimals$}")).collect()
+}
+
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde_json::{json, Value};
 
 use crate::peers::{within, BenchEnv, Pair, Transport, Via};
@@ -48,32 +48,51 @@ pub(crate) async fn send_and_receive(
     received: &AtomicU64,
 ) -> anyhow::Result<()> {
     let (mut reader, mut writer) = stream.split();
-    let send = async move {
-        let block: Vec<u8> = (0..CHUNK).map(|i| (i * 7 + 13) as u8).collect();
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
-            writer.write_all(&block[..n]).await.context("write")?;
-            left -= n as u64;
+    let block: Vec<u8> = (0..CHUNK).map(|i| (i * 7 + 13) as u8).collect();
+    futures::try_join!(
+        write_repeated(&mut writer, &block, len),
+        read_expecting(&mut reader, len, async |n, _| {
+            received.fetch_add(n, Ordering::Relaxed);
+        })
+    )?;
+    Ok(())
+}
+
+/// Writes `len` bytes to `writer`, `block` after `block` (the last one cut short), then
+/// closes it.
+pub(crate) async fn write_repeated(
+    writer: &mut (impl AsyncWrite + Unpin),
+    block: &[u8],
+    len: u64,
+) -> anyhow::Result<()> {
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        writer.write_all(&block[..n]).await.context("write")?;
+        left -= n as u64;
+    }
+    writer.close().await.context("close")
+}
+
+/// Reads `reader` until EOF, [`CHUNK`] bytes at most at a time, and checks `len` bytes
+/// arrived; after each read awaits `on_read(n, total)`: the bytes just read, and all
+/// read so far.
+pub(crate) async fn read_expecting(
+    reader: &mut (impl AsyncRead + Unpin),
+    len: u64,
+    mut on_read: impl AsyncFnMut(u64, u64),
+) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut got = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await.context("read")? as u64;
+        if n == 0 {
+            break;
         }
-        writer.close().await.context("close")?;
-        anyhow::Ok(())
-    };
-    let receive = async move {
-        let mut buf = vec![0u8; CHUNK];
-        let mut got = 0u64;
-        loop {
-            let n = reader.read(&mut buf).await.context("read")?;
-            if n == 0 {
-                break;
-            }
-            got += n as u64;
-            received.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        ensure!(got == len, "received {got} bytes, expected {len}");
-        anyhow::Ok(())
-    };
-    futures::try_join!(send, receive)?;
+        got += n;
+        on_read(n, got).await;
+    }
+    ensure!(got == len, "received {got} bytes, expected {len}");
     Ok(())
 }
 
@@ -156,12 +175,35 @@ pub(crate) async fn pairs(
 
 pub(crate) const VIAS: [Via; 3] = [Via::Direct, Via::Dusk, Via::Baseline];
 
+/// dusk-relay and the baseline relay, one child process each, shared by every path of a
+/// scenario that measures all of [`VIAS`].
+pub(crate) struct Relays {
+    pub(crate) dusk: RelayChild,
+    pub(crate) baseline: RelayChild,
+}
+
+impl Relays {
+    pub(crate) fn spawn(env: &BenchEnv) -> anyhow::Result<Relays> {
+        let dusk = env.spawn_relay(Via::Dusk)?;
+        let baseline = env.spawn_relay(Via::Baseline)?;
+        Ok(Relays { dusk, baseline })
+    }
+
+    /// The relay a pair over `via` goes through; none for a direct pair.
+    pub(crate) fn get(&self, via: Via) -> Option<&RelayChild> {
+        match via {
+            Via::Direct => None,
+            Via::Dusk => Some(&self.dusk),
+            Via::Baseline => Some(&self.baseline),
+        }
+    }
+}
+
 /// Scenario 5: 1 KiB ping-pong over one stream, relayed and direct.
 pub async fn latency(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Value)> {
     const MSG: usize = 1024;
     let warmup = (opts.pings / 10).max(1);
-    let dusk = env.spawn_relay(Via::Dusk)?;
-    let baseline = env.spawn_relay(Via::Baseline)?;
+    let relays = Relays::spawn(env)?;
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
     for &transport in &opts.transports {
@@ -170,12 +212,7 @@ pub async fn latency(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Val
         // elsewhere on the machine falls on all three alike.
         let mut paths = Vec::new();
         for via in VIAS {
-            let relay = match via {
-                Via::Direct => None,
-                Via::Dusk => Some(&dusk),
-                Via::Baseline => Some(&baseline),
-            };
-            let mut p = pairs(env, via, relay, transport, 1).await?;
+            let mut p = pairs(env, via, relays.get(via), transport, 1).await?;
             let (a, mut b) = p[0].stream().await?;
             let echo = tokio::spawn(async move {
                 let mut buf = [0u8; MSG];

@@ -3,22 +3,21 @@
 
 use serde_json::{json, Value};
 
-use crate::peers::{BenchEnv, Via};
+use crate::peers::BenchEnv;
 use crate::relay_child::cpu_seconds;
-use crate::report::{median, ratio, Table};
+use crate::report::{fixed, median, ratio, Table};
 use crate::scenarios::*;
 
 /// Scenarios 1 and 2: throughput per transport and CPU per byte.
 pub async fn throughput(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Value)> {
-    let dusk = env.spawn_relay(Via::Dusk)?;
-    let baseline = env.spawn_relay(Via::Baseline)?;
+    let relays = Relays::spawn(env)?;
     let own_pid = std::process::id().to_string();
     progress(
         "throughput",
         format!(
             "relay pids (for perf/top): dusk-relay {}, baseline {}",
-            dusk.pid(),
-            baseline.pid()
+            relays.dusk.pid(),
+            relays.baseline.pid()
         ),
     );
     let mut rows = Vec::new();
@@ -30,11 +29,7 @@ pub async fn throughput(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, 
         let t = transport.name();
         let mut sets = Vec::new();
         for via in VIAS {
-            let relay = match via {
-                Via::Direct => None,
-                Via::Dusk => Some(&dusk),
-                Via::Baseline => Some(&baseline),
-            };
+            let relay = relays.get(via);
             let mut p = pairs(env, via, relay, transport, opts.circuits).await?;
             // Warm-up: windows grown, code paged in.
             exchange(&mut p, (1 << 20).min(opts.bytes)).await?;
@@ -85,25 +80,24 @@ pub async fn throughput(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, 
         let (direct, dusk_r, base_r) = (m(&rates[0]), m(&rates[1]), m(&rates[2]));
         let (cpu_direct, cpu_dusk, cpu_base) = (m(&cpus[0]), m(&cpus[1]), m(&cpus[2]));
         let (ends_dusk, ends_base) = (m(&endpoint_cpus[1]), m(&endpoint_cpus[2]));
-        rows.push(vec![
-            t.to_string(),
-            format!("{dusk_r:.1}"),
-            format!("{base_r:.1}"),
-            format!("{direct:.1}"),
-            format!("{:.2}", ratio(dusk_r, base_r)),
-            format!("{:.2}", ratio(dusk_r, direct)),
-            format!("{:.2}", ratio(base_r, direct)),
-        ]);
-        cpu_rows.push(vec![
-            t.to_string(),
-            format!("{cpu_dusk:.2}"),
-            format!("{cpu_base:.2}"),
-            format!("{cpu_direct:.2}"),
-            format!("{:.2}", ratio(cpu_dusk, cpu_direct)),
-            format!("{:.2}", ratio(cpu_base, cpu_direct)),
-            format!("{ends_dusk:.2}"),
-            format!("{ends_base:.2}"),
-        ]);
+        // MiB/s to one decimal, the ratios to two.
+        let ratios = [
+            ratio(dusk_r, base_r),
+            ratio(dusk_r, direct),
+            ratio(base_r, direct),
+        ];
+        let mut row = vec![t.to_string()];
+        row.extend(fixed(1, &[dusk_r, base_r, direct]));
+        row.extend(fixed(2, &ratios));
+        rows.push(row);
+        // CPU s/GiB, the relays' ÷ the direct endpoints', and the endpoints' s/GiB when
+        // relayed, all to two decimals.
+        let cpu_ratios = [ratio(cpu_dusk, cpu_direct), ratio(cpu_base, cpu_direct)];
+        let mut cpu_row = vec![t.to_string()];
+        cpu_row.extend(fixed(2, &[cpu_dusk, cpu_base, cpu_direct]));
+        cpu_row.extend(fixed(2, &cpu_ratios));
+        cpu_row.extend(fixed(2, &[ends_dusk, ends_base]));
+        cpu_rows.push(cpu_row);
         let mut entry = json!({
             "transport": t,
             "mib_per_s": {"dusk": dusk_r, "baseline": base_r, "direct": direct},
