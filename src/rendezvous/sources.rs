@@ -248,6 +248,13 @@ mod tests {
 
     use super::*;
 
+    fn one_registration_per_ip() -> Sources {
+        Sources::new(SourceLimits {
+            per_ip: 1,
+            ..Default::default()
+        })
+    }
+
     fn key(ns: &str, peer: PeerId) -> Key {
         (ns.to_owned(), peer)
     }
@@ -318,10 +325,7 @@ mod tests {
 
     #[test]
     fn expired_registrations_give_their_slot_back() {
-        let mut sources = Sources::new(SourceLimits {
-            per_ip: 1,
-            ..Default::default()
-        });
+        let mut sources = one_registration_per_ip();
         let now = Instant::now();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         // A registration of 10 s made at `at` by a new peer from `ip`.
@@ -337,10 +341,7 @@ mod tests {
 
     #[test]
     fn a_failed_store_gives_the_slot_back_and_restores_the_replaced_one() {
-        let mut sources = Sources::new(SourceLimits {
-            per_ip: 1,
-            ..Default::default()
-        });
+        let mut sources = one_registration_per_ip();
         let now = Instant::now();
         let later = now + Duration::from_secs(60);
         let (one, two): (IpAddr, IpAddr) =

@@ -122,16 +122,12 @@ impl EventHandler {
                 ..
             } => {
                 self.counts.connection_established(peer_id, connection_id);
-                let total = swarm.network_info().connection_counters().num_established();
                 self.metrics
                     .connection_opened(endpoint.get_remote_address());
-                self.count_sources(swarm);
-                if Some(peer_id) == self.probe_peer_id {
-                    debug!(total, "health check connected");
-                    return;
+                if let Some(total) = self.connections_changed(swarm, peer_id, "connected") {
+                    info!("peer connected: {peer_id} (total connections: {total})");
+                    debug!(peer = %peer_id, remote = %endpoint.get_remote_address(), "connection established");
                 }
-                info!("peer connected: {peer_id} (total connections: {total})");
-                debug!(peer = %peer_id, remote = %endpoint.get_remote_address(), "connection established");
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -155,16 +151,12 @@ impl EventHandler {
                 if num_established == 0 {
                     self.ip_caps.reservation_ended(peer_id);
                 }
-                let total = swarm.network_info().connection_counters().num_established();
                 self.metrics
                     .connection_closed(endpoint.get_remote_address());
-                self.count_sources(swarm);
-                if Some(peer_id) == self.probe_peer_id {
-                    debug!(total, "health check disconnected");
-                    return;
+                if let Some(total) = self.connections_changed(swarm, peer_id, "disconnected") {
+                    info!("peer disconnected: {peer_id} (total connections: {total})");
+                    debug!(peer = %peer_id, cause = ?cause, "connection closed");
                 }
-                info!("peer disconnected: {peer_id} (total connections: {total})");
-                debug!(peer = %peer_id, cause = ?cause, "connection closed");
             }
             SwarmEvent::IncomingConnectionError {
                 error,
@@ -220,6 +212,19 @@ impl EventHandler {
     fn count_sources(&self, swarm: &RelaySwarm) {
         self.metrics
             .set_source_ips(swarm.behaviour().source_limits.source_ips());
+    }
+
+    /// After a connection of `peer` opened or closed: the source gauge, and the
+    /// connection total to log, or `None` for the health check's own connection, which
+    /// is not a peer's (`what` happened to it, at debug).
+    fn connections_changed(&self, swarm: &RelaySwarm, peer: PeerId, what: &str) -> Option<u32> {
+        self.count_sources(swarm);
+        let total = swarm.network_info().connection_counters().num_established();
+        if Some(peer) == self.probe_peer_id {
+            debug!(total, "health check {what}");
+            return None;
+        }
+        Some(total)
     }
 
     fn on_incoming_error(&mut self, error: ListenError, send_back_addr: &Multiaddr) {

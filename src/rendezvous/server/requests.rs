@@ -304,15 +304,13 @@ pub fn check_record(
     peer: PeerId,
     bytes: &[u8],
 ) -> Result<(), (ResponseStatus, String)> {
+    let invalid = |reason: String| Err((ResponseStatus::EInvalidSignedPeerRecord, reason));
     // Before parsing: a big record costs no signature check.
     if bytes.len() > policy.max_record_bytes {
-        return Err((
-            ResponseStatus::EInvalidSignedPeerRecord,
-            format!(
-                "the signed peer record is {} bytes, over this relay's limit of {} bytes",
-                bytes.len(),
-                policy.max_record_bytes
-            ),
+        return invalid(format!(
+            "the signed peer record is {} bytes, over this relay's limit of {} bytes",
+            bytes.len(),
+            policy.max_record_bytes
         ));
     }
     let record = SignedEnvelope::from_protobuf_encoding(bytes)
@@ -332,13 +330,10 @@ pub fn check_record(
     }
     let addrs = record.addresses();
     if addrs.len() > policy.max_record_addrs {
-        return Err((
-            ResponseStatus::EInvalidSignedPeerRecord,
-            format!(
-                "the record holds {} addresses, over this relay's limit of {}",
-                addrs.len(),
-                policy.max_record_addrs
-            ),
+        return invalid(format!(
+            "the record holds {} addresses, over this relay's limit of {}",
+            addrs.len(),
+            policy.max_record_addrs
         ));
     }
     if !policy.allow_direct_addresses {
@@ -349,14 +344,11 @@ pub fn check_record(
         if foreign > 0 {
             // The addresses themselves stay out of the reason: it is logged, and they
             // are the peer's text.
-            return Err((
-                ResponseStatus::EInvalidSignedPeerRecord,
-                format!(
-                    "the record holds {foreign} address(es) that are not circuit addresses \
-                     through this relay (/p2p/{relay}/p2p-circuit, after nothing or one of \
-                     this relay's own addresses); this relay publishes relayed addresses \
-                     through itself only, so no peer learns another's IP"
-                ),
+            return invalid(format!(
+                "the record holds {foreign} address(es) that are not circuit addresses \
+                 through this relay (/p2p/{relay}/p2p-circuit, after nothing or one of \
+                 this relay's own addresses); this relay publishes relayed addresses \
+                 through itself only, so no peer learns another's IP"
             ));
         }
     }
