@@ -142,6 +142,7 @@ pub fn command() -> Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::settings::Id;
 
     fn parse(args: &[&str]) -> Cli {
         Cli::parse_from(
@@ -164,13 +165,13 @@ mod tests {
         assert_eq!(
             cli.flags,
             vec![
-                ("DUSK_RELAY_PORT", "5000".to_owned()),
-                ("DUSK_RELAY_MAX_CIRCUITS", "9".to_owned())
+                (Id::Port.env(), "5000".to_owned()),
+                (Id::MaxCircuits.env(), "9".to_owned())
             ]
         );
         let cli = parse(&["healthcheck", "--port", "5000"]);
         assert_eq!(cli.command, CliCommand::Healthcheck);
-        assert_eq!(cli.flags, vec![("DUSK_RELAY_PORT", "5000".to_owned())]);
+        assert_eq!(cli.flags, vec![(Id::Port.env(), "5000".to_owned())]);
     }
 
     #[test]

@@ -294,10 +294,10 @@ mod tests {
 
     #[test]
     fn relays_on_different_ports_do_not_collide() {
-        let a = Config::from_vars(vars(&[("DUSK_RELAY_PORT", "4001")]))
+        let a = Config::from_vars(vars(&[(Id::Port.env(), "4001")]))
             .unwrap()
             .0;
-        let b = Config::from_vars(vars(&[("DUSK_RELAY_PORT", "4002")]))
+        let b = Config::from_vars(vars(&[(Id::Port.env(), "4002")]))
             .unwrap()
             .0;
         let ports = |c: &Config| {
@@ -315,39 +315,37 @@ mod tests {
 
     #[test]
     fn zero_disables_ws_and_wss() {
-        let config = Config::from_vars(vars(&[
-            ("DUSK_RELAY_WS_PORT", "0"),
-            ("DUSK_RELAY_WSS_PORT", "off"),
-        ]))
-        .unwrap()
-        .0;
+        let config =
+            Config::from_vars(vars(&[(Id::WsPort.env(), "0"), (Id::WssPort.env(), "off")]))
+                .unwrap()
+                .0;
         assert_eq!((config.ws_port, config.wss_port), (None, None));
     }
 
     #[test]
     fn bad_values_name_the_variable() {
         for (var, value) in [
-            ("DUSK_RELAY_PORT", "70000"),
-            ("DUSK_MAX_CONNECTIONS", "0"),
-            ("DUSK_RELAY_EXTERNAL_ADDR", "not-a-multiaddr"),
-            ("DUSK_RELAY_LISTEN_IPS", "1.2.3"),
-            ("DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS", "99999999999"),
-            ("DUSK_RELAY_RENDEZVOUS_MAX_TTL_SECS", "18446744073709551615"),
-            ("DUSK_RELAY_RENDEZVOUS_MAX_RECORD_BYTES", "0"),
+            (Id::Port.env(), "70000"),
+            (Id::MaxConnections.env(), "0"),
+            (Id::ExternalAddr.env(), "not-a-multiaddr"),
+            (Id::ListenIps.env(), "1.2.3"),
+            (Id::MaxCircuitDurationSecs.env(), "99999999999"),
+            (Id::RendezvousMaxTtlSecs.env(), "18446744073709551615"),
+            (Id::RendezvousMaxRecordBytes.env(), "0"),
         ] {
             let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);
             assert!(err.to_string().contains(var), "{err}");
         }
-        let err = Config::from_vars(vars(&[("DUSK_RELAY_PORT", "60000")])).unwrap_err();
-        assert_eq!(err.var, "DUSK_RELAY_WS_PORT");
-        let err = Config::from_vars(vars(&[("DUSK_RELAY_TLS_CERT", "/c.pem")])).unwrap_err();
-        assert_eq!(err.var, "DUSK_RELAY_TLS_KEY");
+        let err = Config::from_vars(vars(&[(Id::Port.env(), "60000")])).unwrap_err();
+        assert_eq!(err.var, Id::WsPort.env());
+        let err = Config::from_vars(vars(&[(Id::TlsCert.env(), "/c.pem")])).unwrap_err();
+        assert_eq!(err.var, Id::TlsKey.env());
     }
 
     #[test]
     fn circuit_duration_zero_means_unlimited() {
-        let config = Config::from_vars(vars(&[("DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS", "0")]))
+        let config = Config::from_vars(vars(&[(Id::MaxCircuitDurationSecs.env(), "0")]))
             .unwrap()
             .0;
         assert_eq!(config.relay.max_circuit_duration, None);

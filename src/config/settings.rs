@@ -512,11 +512,11 @@ mod tests {
             assert!(s.env.starts_with("DUSK_"), "{}", s.env);
         }
         assert_eq!(
-            by_env("DUSK_MAX_CONNECTIONS").map(Setting::flag),
+            by_env(Id::MaxConnections.env()).map(Setting::flag),
             Some("max-connections".into())
         );
         assert_eq!(
-            by_env("DUSK_RELAY_MAX_CIRCUITS").map(Setting::flag),
+            by_env(Id::MaxCircuits.env()).map(Setting::flag),
             Some("max-circuits".into())
         );
     }
@@ -531,13 +531,13 @@ mod tests {
                 "port = 5000\nlisten_ips = [\"127.0.0.1\", \"::1\"]\n[relay]\nmax_circuits = 7\n",
             )
             .unwrap();
-        assert_eq!(layers.get("DUSK_RELAY_PORT").unwrap().text, "5000");
+        assert_eq!(layers.get(Id::Port.env()).unwrap().text, "5000");
         assert_eq!(
-            layers.get("DUSK_RELAY_LISTEN_IPS").unwrap().text,
+            layers.get(Id::ListenIps.env()).unwrap().text,
             "127.0.0.1,::1"
         );
         assert_eq!(
-            layers.origin("DUSK_RELAY_MAX_CIRCUITS"),
+            layers.origin(Id::MaxCircuits.env()),
             Origin::File(path.to_owned())
         );
 
