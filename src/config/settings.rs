@@ -42,14 +42,14 @@ impl Setting {
 /// A row that ends in `=> field.path: reader` is read into that [`Config`] field by the
 /// named reader of `parse::Vars` (`parse`, `positive`, `secs`, `positive_secs`, `items`)
 /// over the field's default, and printed from it: such a setting needs nothing but its
-/// row and its default. Rows without one need more than one field or depend on another
-/// setting; `parse.rs` and `print.rs` handle them by name.
+/// row and its default. A row that ends in `=> (by hand: why)` needs more than one field
+/// or depends on another setting; `parse.rs` and `print.rs` handle it by name.
 ///
 /// [`Config`]: super::Config
 macro_rules! settings {
     ($(
         $id:ident = $key:literal, $env:literal, $help:literal
-        $(=> $($field:ident).+ : $reader:ident)?;
+        => $($($field:ident).+ : $reader:ident)? $(($($by_hand:tt)*))?;
     )*) => {
         /// A setting, as code names it.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,9 +102,11 @@ settings! {
         "TCP port, and UDP port of QUIC v1"
             => port: parse;
     WsPort = "ws_port", "DUSK_RELAY_WS_PORT",
-        "WebSocket port; unset: port + 10000; 0 or off disables";
+        "WebSocket port; unset: port + 10000; 0 or off disables"
+            => (by hand: unset follows port);
     WssPort = "wss_port", "DUSK_RELAY_WSS_PORT",
-        "secure WebSocket port; unset: port + 20000; 0 or off disables";
+        "secure WebSocket port; unset: port + 20000; 0 or off disables"
+            => (by hand: unset follows port);
     ListenIps = "listen_ips", "DUSK_RELAY_LISTEN_IPS",
         "IPs every listener binds to (comma-separated in env and flags)"
             => listen_ips: items;
@@ -118,14 +120,17 @@ settings! {
         "text (the human lines) or json (one object per line)"
             => log_format: parse;
     MetricsAddr = "metrics_addr", "DUSK_RELAY_METRICS_ADDR",
-        "IP:port of /metrics, /healthz, /readyz; unset: 127.0.0.1:(port + 5000); off disables";
+        "IP:port of /metrics, /healthz, /readyz; unset: 127.0.0.1:(port + 5000); off disables"
+            => (by hand: unset follows port);
     DrainSecs = "drain_secs", "DUSK_RELAY_DRAIN_SECS",
         "how long circuits may keep flowing after the first SIGTERM/SIGINT; 0 stops at once"
             => drain_timeout: secs;
     TlsCert = "tls.cert", "DUSK_RELAY_TLS_CERT",
-        "WSS certificate chain (PEM); reloaded on SIGHUP and when the file changes";
+        "WSS certificate chain (PEM); reloaded on SIGHUP and when the file changes"
+            => (by hand: set with tls.key);
     TlsKey = "tls.key", "DUSK_RELAY_TLS_KEY",
-        "WSS private key (PEM); set with tls.cert, or neither for a self-signed certificate";
+        "WSS private key (PEM); set with tls.cert, or neither for a self-signed certificate"
+            => (by hand: set with tls.cert);
     TlsHostnames = "tls.hostnames", "DUSK_RELAY_TLS_HOSTNAMES",
         "extra names for the self-signed certificate"
             => tls.hostnames: items;
@@ -157,7 +162,8 @@ settings! {
         "connections from one IPv6 /48; 0 = no limit"
             => connection_limits.max_per_ipv6_48: parse;
     MaxMemoryMib = "connections.max_memory_mib", "DUSK_RELAY_MAX_MEMORY_MIB",
-        "refuse new connections while resident memory is above this (MiB); 0 = off";
+        "refuse new connections while resident memory is above this (MiB); 0 = off"
+            => (by hand: MiB into bytes, 0 = off);
     HandshakeTimeoutSecs = "connections.handshake_timeout_secs", "DUSK_RELAY_HANDSHAKE_TIMEOUT_SECS",
         "a connection must finish TCP/WS/TLS, noise and yamux within this"
             => handshake_timeout: positive_secs;
@@ -201,7 +207,8 @@ settings! {
         "open circuit ends at one IPv6 /48; 0 = no limit"
             => relay.max_circuits_per_ipv6_48: parse;
     MaxCircuitDurationSecs = "relay.max_circuit_duration_secs", "DUSK_RELAY_MAX_CIRCUIT_DURATION_SECS",
-        "lifetime of one circuit; 0 = no limit";
+        "lifetime of one circuit; 0 = no limit"
+            => (by hand: 0 = no limit);
     MaxCircuitBytes = "relay.max_circuit_bytes", "DUSK_RELAY_MAX_CIRCUIT_BYTES",
         "bytes one circuit may carry; 0 = no limit"
             => relay.max_circuit_bytes: parse;
