@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 use libp2p::swarm::ConnectionId;
 use libp2p::PeerId;
 
+use crate::limits::relay_per_ip::IpCaps;
+
 /// Open reservations (peers) and circuits.
 #[derive(Default)]
 pub struct RelayCounts {
@@ -20,9 +22,18 @@ pub struct RelayCounts {
     circuits: usize,
     /// Circuits (source, destination) whose second close report is still to come.
     second_reports_due: HashMap<(PeerId, PeerId), usize>,
+    /// The per-IP reservation tally, released here, where a reservation's end is known.
+    ip_caps: IpCaps,
 }
 
 impl RelayCounts {
+    pub fn new(ip_caps: IpCaps) -> Self {
+        RelayCounts {
+            ip_caps,
+            ..RelayCounts::default()
+        }
+    }
+
     pub fn reservations(&self) -> usize {
         self.reservations.len()
     }
@@ -47,7 +58,11 @@ impl RelayCounts {
             // Its handler, which would have sent the second reports, is gone.
             self.second_reports_due.retain(|(src, _), _| *src != peer);
         }
-        self.holders.connection_closed(peer, connection)
+        let ended = self.holders.connection_closed(peer, connection);
+        if ended || remaining == 0 {
+            self.ip_caps.reservation_ended(peer);
+        }
+        ended
     }
 
     /// Whether this is the peer's first reservation (not a renewal).
@@ -58,6 +73,7 @@ impl RelayCounts {
 
     pub fn reservation_timed_out(&mut self, peer: PeerId) {
         self.holders.reservation_timed_out(peer);
+        self.ip_caps.reservation_ended(peer);
     }
 
     /// Whether the peer held a reservation we saw accepted (libp2p reports ends we

@@ -43,7 +43,6 @@ pub struct EventHandler {
     registrations: usize,
     observers: broadcast::Sender<RelayEvent>,
     metrics: Metrics,
-    ip_caps: IpCaps,
     /// Refusals and denials come in floods: one info line per kind per interval.
     refusal_log: LogThrottle,
 }
@@ -63,11 +62,10 @@ impl EventHandler {
             probe_peer_id,
             advertise_listen_addrs,
             max_connections,
-            counts: RelayCounts::default(),
+            counts: RelayCounts::new(ip_caps),
             registrations: 0,
             observers,
             metrics,
-            ip_caps,
             refusal_log: LogThrottle::default(),
         }
     }
@@ -145,11 +143,7 @@ impl EventHandler {
                     .counts
                     .connection_closed(peer_id, connection_id, num_established)
                 {
-                    self.ip_caps.reservation_ended(peer_id);
                     self.reservation_ended(peer_id);
-                }
-                if num_established == 0 {
-                    self.ip_caps.reservation_ended(peer_id);
                 }
                 self.metrics
                     .connection_closed(endpoint.get_remote_address());
@@ -319,7 +313,6 @@ impl EventHandler {
             }
             relay::Event::ReservationTimedOut { src_peer_id } => {
                 self.counts.reservation_timed_out(src_peer_id);
-                self.ip_caps.reservation_ended(src_peer_id);
                 self.reservation_ended(src_peer_id);
             }
             // Fires on every connection close of a tracked peer, reservation or not: the
