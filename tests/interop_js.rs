@@ -195,19 +195,11 @@ async fn js_reserved_over(via: Transport) {
     rust_and_js_exchange(&relay, &mut listener, via).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn js_peer_reserved_over_tcp_exchanges_8_mib_with_js_and_rust_peers() {
-    js_reserved_over(Transport::Tcp).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn js_peer_reserved_over_ws_exchanges_8_mib_with_js_and_rust_peers() {
-    js_reserved_over(Transport::Ws).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn js_peer_reserved_over_wss_exchanges_8_mib_with_js_and_rust_peers() {
-    js_reserved_over(Transport::Wss).await;
+transport_tests! {
+    js_reserved_over;
+    js_peer_reserved_over_tcp_exchanges_8_mib_with_js_and_rust_peers => (Transport::Tcp),
+    js_peer_reserved_over_ws_exchanges_8_mib_with_js_and_rust_peers => (Transport::Ws),
+    js_peer_reserved_over_wss_exchanges_8_mib_with_js_and_rust_peers => (Transport::Wss),
 }
 
 /// A js peer dials `target` (a Rust peer's circuit address) and runs a transfer of

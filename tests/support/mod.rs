@@ -5,7 +5,7 @@
 //! `test_client` (client swarms), `exchange` (verified bytes through circuits),
 //! `rendezvous_requests`, `http` (/metrics), `hop` (raw HOP/STOP), `process` (the
 //! binary as a child), `redis` (a redis-server per test), `js` (js-libp2p peers).
-#![allow(dead_code, unused_imports)] // each test file uses part of this module
+#![allow(dead_code, unused_imports, unused_macros)] // each test file uses part of this module
 
 mod exchange;
 pub mod hop;
@@ -73,3 +73,27 @@ pub async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) 
         .await
         .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
 }
+
+/// One `#[tokio::test]` per row, each running a scenario with its own arguments, so a
+/// scenario over several transports reads as a table:
+///
+/// ```ignore
+/// transport_tests! {
+///     relay_8_mib;
+///     circuit_over_tcp_carries_8_mib_both_ways => (Transport::Tcp, Transport::Tcp),
+/// }
+/// ```
+///
+/// makes `async fn circuit_over_tcp_carries_8_mib_both_ways()` (multi-threaded runtime)
+/// that awaits `relay_8_mib(Transport::Tcp, Transport::Tcp)`.
+macro_rules! transport_tests {
+    ($scenario:ident; $($test:ident => ($($arg:expr),* $(,)?)),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $test() {
+                $scenario($($arg),*).await;
+            }
+        )+
+    };
+}
+pub(crate) use transport_tests;
