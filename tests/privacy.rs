@@ -268,14 +268,8 @@ async fn the_destination_of_a_circuit_never_receives_the_source_addresses() {
     )
     .await
     .expect("HOP stream");
-    hop.write_all(&frame(&reserve().encode_to_vec()))
-        .await
-        .unwrap();
-    let answer = within(EVENT_TIMEOUT, "reservation answer", read_frame(&mut hop))
-        .await
-        .expect("an answer");
     assert_eq!(
-        HopMessage::decode(answer.as_slice()).unwrap().status,
+        reserve_on(&mut hop, EVENT_TIMEOUT, "A's reservation").await,
         Some(OK),
         "A's reservation"
     );
