@@ -140,11 +140,8 @@ async fn connection_flood_above_the_per_ip_cap_is_refused_memory_stays_under_the
         // not the handshakes-in-flight cap.
         .env("DUSK_RELAY_MAX_PENDING_PER_IP", "0")
         .env("DUSK_RELAY_MAX_MEMORY_MIB", MEMORY_MIB.to_string())
-        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
-        .env("DUSK_RELAY_WS_PORT", "off")
-        .env("DUSK_RELAY_WSS_PORT", "off");
-    let mut relay = RelayProcess::spawn(command);
-    relay.line_containing("dusk relay ready").await;
+        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0");
+    let mut relay = RelayProcess::ready_without_websockets(command).await;
     let (tcp, quic) = (
         relay.listen_addr(Transport::Tcp),
         relay.listen_addr(Transport::Quic),

@@ -18,7 +18,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId};
 use prost::Message as _;
 use support::hop::*;
-use support::process::{after, relay_command, RelayProcess};
+use support::process::{relay_command, RelayProcess};
 use support::*;
 use tokio::sync::mpsc;
 
@@ -109,23 +109,12 @@ async fn a_full_session_leaves_no_ip_address_in_the_info_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = relay_command(dir.path());
     command.env("RUST_LOG", "info");
-    let mut out = RelayProcess::spawn(command);
-    out.line_containing("dusk relay ready").await;
+    let mut out = RelayProcess::ready(command).await;
     let ready_at = out.seen.len();
-    let addresses: Vec<Multiaddr> = out
-        .seen
-        .iter()
-        .filter(|l| l.contains("relay address: "))
-        .map(|l| after(l, "relay address: ").parse().expect("a multiaddr"))
-        .collect();
-    let listener = |transport: Transport| {
-        addresses
-            .iter()
-            .find(|a| transport.matches(a))
-            .unwrap_or_else(|| panic!("no {transport:?} address in {addresses:?}"))
-            .clone()
-    };
-    let (tcp, quic) = (listener(Transport::Tcp), listener(Transport::Quic));
+    let (tcp, quic) = (
+        out.listen_addr(Transport::Tcp),
+        out.listen_addr(Transport::Quic),
+    );
     let relay_id = peer_of(&tcp);
 
     // Connect and reserve (A, TCP from 127.0.0.1).
@@ -396,28 +385,15 @@ async fn a_peer_cannot_forge_log_lines_or_metric_labels_with_its_identify_text()
         .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
         .env("DUSK_RELAY_WS_PORT", "off")
         .env("DUSK_RELAY_WSS_PORT", "off");
-    let mut out = RelayProcess::spawn(command);
-    out.line_containing("dusk relay ready").await;
-    let tcp: Multiaddr = out
-        .seen
-        .iter()
-        .filter(|l| l.contains("relay address: "))
-        .map(|l| after(l, "relay address: ").parse().expect("a multiaddr"))
-        .find(|a| Transport::Tcp.matches(a))
-        .expect("a TCP address");
-    let metrics: std::net::SocketAddr = out
-        .seen
-        .iter()
-        .find_map(|l| l.split_once("metrics and health endpoint: http://"))
-        .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
-        .expect("the metrics endpoint");
+    let mut out = RelayProcess::ready(command).await;
+    let tcp = out.listen_addr(Transport::Tcp);
+    let metrics = out.metrics_addr();
     let relay_id = peer_of(&tcp);
 
     let mut client = Client::new(None).await;
-    let client_id = client.peer_id;
     client.connect(&tcp).await;
     // The relay has identified the client: a push is merged into what it knows.
-    out.line_containing(&format!("identified peer={client_id}"))
+    out.line_containing(&format!("identified peer={}", client.peer_id))
         .await;
 
     // Stacks the relay's own addresses never have, so a label showing them came from
