@@ -24,13 +24,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use dusk_relay::RelayEvent;
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{noise, relay, tcp, yamux, Multiaddr, PeerId};
+use libp2p::{relay, yamux, Multiaddr, PeerId};
 use serde_json::json;
 use support::js::*;
 use support::*;
@@ -279,19 +278,10 @@ async fn capped_rust_peer(
     libp2p_stream::IncomingStreams,
     tokio::task::JoinHandle<()>,
 ) {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, capped_yamux)
-        .expect("tcp")
-        .with_relay_client(noise::Config::new, capped_yamux)
-        .expect("relay client")
-        .with_behaviour(|_, relay_client| CappedPeerBehaviour {
-            relay_client,
-            stream: libp2p_stream::Behaviour::new(),
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build();
+    let mut swarm = tcp_relay_client_swarm(capped_yamux, |_, relay_client| CappedPeerBehaviour {
+        relay_client,
+        stream: libp2p_stream::Behaviour::new(),
+    });
     let incoming = swarm
         .behaviour()
         .stream

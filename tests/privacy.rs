@@ -9,13 +9,12 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::core::PeerRecord;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId};
+use libp2p::{identify, yamux, Multiaddr, PeerId};
 use prost::Message as _;
 use support::hop::*;
 use support::process::{relay_command, RelayProcess};
@@ -204,24 +203,13 @@ async fn the_destination_of_a_circuit_never_receives_the_source_addresses() {
     let relay_id = relay.peer_id();
 
     // A: TCP + noise + yamux, raw streams, identify.
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| Destination {
-            stream: libp2p_stream::Behaviour::new(),
-            identify: identify::Behaviour::new(identify::Config::new(
-                "/dusk/1.0.0".into(),
-                key.public(),
-            )),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build();
+    let mut swarm = tcp_swarm(yamux::Config::default, |key| Destination {
+        stream: libp2p_stream::Behaviour::new(),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/dusk/1.0.0".into(),
+            key.public(),
+        )),
+    });
     let a_id = *swarm.local_peer_id();
     let mut control = swarm.behaviour().stream.new_control();
     let mut stops = control.accept(STOP).expect("accept STOP");

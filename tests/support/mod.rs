@@ -4,7 +4,8 @@
 //! only turns a hang into a failure. By topic: `test_relay` (a relay in this process),
 //! `test_client` (client swarms), `exchange` (verified bytes through circuits),
 //! `rendezvous_requests`, `http` (/metrics), `hop` (raw HOP/STOP), `process` (the
-//! binary as a child), `redis` (a redis-server per test), `js` (js-libp2p peers).
+//! binary as a child), `redis` (a redis-server per test), `js` (js-libp2p peers),
+//! `swarm` (bare TCP swarms for peers the client cannot play).
 #![allow(dead_code, unused_imports, unused_macros)] // each test file uses part of this module
 
 mod exchange;
@@ -15,12 +16,14 @@ pub mod js;
 pub mod process;
 pub mod redis;
 mod rendezvous_requests;
+mod swarm;
 mod test_client;
 mod test_relay;
 
 pub use exchange::*;
 pub use http::*;
 pub use rendezvous_requests::*;
+pub use swarm::*;
 pub use test_client::*;
 pub use test_relay::*;
 
