@@ -196,6 +196,22 @@ pub async fn raw_register_with(
     )
 }
 
+/// [`raw_register_with`] carrying the client's own circuit address through `relay`, the
+/// one address a dusk client registers.
+pub async fn raw_register_own_circuit(
+    relay: &TestRelay,
+    client: &Client,
+    namespace: &str,
+) -> (ResponseStatus, String) {
+    raw_register_with(
+        relay,
+        client,
+        namespace,
+        vec![circuit_through(relay, client)],
+    )
+    .await
+}
+
 /// A client connected to `relay` whose connection comes from `ip` (QUIC dials leave
 /// from the client's listening socket).
 pub async fn client_from(relay: &TestRelay, ip: std::net::Ipv4Addr) -> Client {
