@@ -18,7 +18,6 @@ mod support;
 
 use std::time::Instant;
 
-use dusk_relay::access::{AccessList, Entry};
 use libp2p::swarm::SwarmEvent;
 use libp2p::PeerId;
 use support::hop::*;
@@ -222,13 +221,7 @@ fn hostile_hop_frames_from_a_denied_peer_get_a_closed_stream_and_requests_permis
     run_isolated(async {
         let denied = Client::new(None).await;
         let denied_id = denied.peer_id;
-        let relay = TestRelay::start_with(|c| {
-            c.access = AccessList {
-                allow: Vec::new(),
-                deny: vec![Entry::Peer(denied_id)],
-            }
-        })
-        .await;
+        let relay = TestRelay::start_with(|c| c.access = denying(denied_id)).await;
         let relay_id = relay.peer_id();
         let mut denied = denied;
         denied.connect(&relay.addr(Transport::Tcp)).await;
