@@ -77,6 +77,18 @@ pub async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) 
         .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
 }
 
+/// Everything `stream` sends until it closes, within [`EVENT_TIMEOUT`]; `what` names it.
+pub async fn read_to_end_within(
+    stream: &mut (impl futures::AsyncRead + Unpin),
+    what: &str,
+) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    within(EVENT_TIMEOUT, what, stream.read_to_end(&mut bytes))
+        .await
+        .unwrap_or_else(|e| panic!("read {what}: {e}"));
+    bytes
+}
+
 /// One `#[tokio::test]` per row, each running a scenario with its own arguments, so a
 /// scenario over several transports reads as a table:
 ///
