@@ -39,13 +39,7 @@ async fn circuit_refusal(
 async fn a_deny_listed_peer_gets_permission_denied_and_its_connection_closed() {
     let mut denied = Client::new(None).await;
     let denied_id = denied.peer_id;
-    let relay = TestRelay::start_with(move |c| {
-        c.access = AccessList {
-            allow: Vec::new(),
-            deny: vec![Entry::Peer(denied_id)],
-        }
-    })
-    .await;
+    let relay = TestRelay::start_with(move |c| c.access = denying(denied_id)).await;
     let mut events = relay.subscribe();
     let tcp = relay.addr(Transport::Tcp);
 
@@ -113,10 +107,7 @@ async fn a_replaced_access_list_closes_the_connections_it_denies() {
     let tcp = relay.addr(Transport::Tcp);
     let (mut a, mut b) = open_circuit(&relay, Transport::Tcp).await;
     let mut events = relay.subscribe();
-    relay.handle.replace_access_list(AccessList {
-        allow: Vec::new(),
-        deny: vec![Entry::Peer(a.peer_id)],
-    });
+    relay.handle.replace_access_list(denying(a.peer_id));
     let what = relay_event(&mut events, |e| match e {
         RelayEvent::AccessDenied { peer, what } if *peer == a.peer_id => Some(*what),
         _ => None,

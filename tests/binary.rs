@@ -20,12 +20,7 @@ async fn binary_prints_seed_lines_and_one_address_per_listener_and_stops_on_sigt
         .unwrap();
     relay.line_containing("dusk relay ready").await;
 
-    let addresses: Vec<Multiaddr> = relay
-        .seen
-        .iter()
-        .filter(|l| l.contains("relay address: "))
-        .map(|l| after(l, "relay address: ").parse().expect("a multiaddr"))
-        .collect();
+    let addresses = relay.listen_addrs();
     assert_eq!(
         addresses.len(),
         4,
@@ -126,8 +121,7 @@ async fn binary_on_wildcard_listeners_without_addresses_is_ready_and_stops_on_si
     let unshare = ["/usr/bin/unshare", "--user", "--map-root-user", "--net"];
     let mut command = relay_command_under(dir.path(), &unshare);
     command.env("DUSK_RELAY_LISTEN_IPS", "0.0.0.0,::");
-    let mut relay = RelayProcess::spawn(command);
-    relay.line_containing("dusk relay ready").await;
+    let mut relay = RelayProcess::ready(command).await;
     relay.signal(libc::SIGTERM);
     assert!(relay.exit_status().await.success(), "{:?}", relay.seen);
     relay.line_containing("dusk relay stopped").await;
@@ -160,8 +154,7 @@ async fn binary_logs_json_lines_on_request() {
 #[tokio::test]
 async fn binary_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = RelayProcess::spawn(relay_command(dir.path()));
-    relay.line_containing("dusk relay ready").await;
+    let mut relay = RelayProcess::ready(relay_command(dir.path())).await;
     relay.signal(libc::SIGINT);
     assert!(relay.exit_status().await.success(), "SIGINT exits 0");
     relay.line_containing("received SIGINT").await;

@@ -57,6 +57,18 @@ async fn wss_accepts(addr: &Multiaddr, trusted: &Cert) -> Result<(), String> {
         .await
 }
 
+/// Fails (`what`) unless a client trusting only `cert` completes a WSS connection.
+async fn assert_served(addr: &Multiaddr, cert: &Cert, what: &str) {
+    if let Err(e) = wss_accepts(addr, cert).await {
+        panic!("{what}: {e}");
+    }
+}
+
+/// Fails (`what`) if a client trusting only `cert` completes a WSS connection.
+async fn assert_not_served(addr: &Multiaddr, cert: &Cert, what: &str) {
+    assert!(wss_accepts(addr, cert).await.is_err(), "{what}");
+}
+
 #[tokio::test]
 async fn reload_serves_the_new_certificate_to_new_clients_and_keeps_old_connections() {
     let (a, b) = (new_cert(), new_cert());
@@ -75,10 +87,7 @@ async fn reload_serves_the_new_certificate_to_new_clients_and_keeps_old_connecti
         "{outcome:?}"
     );
 
-    assert!(
-        wss_accepts(&wss, &a).await.is_err(),
-        "certificate A is no longer served"
-    );
+    assert_not_served(&wss, &a, "certificate A is no longer served").await;
     // A client of certificate B reaches the old client through its WSS reservation,
     // made under certificate A, and both directions carry data.
     let mut new = Client::new(Some(b.der.clone())).await;
@@ -106,9 +115,7 @@ async fn an_invalid_new_certificate_is_refused_naming_the_file_and_the_old_one_k
             .expect("WSS is on")
             .expect_err("an unusable pair is refused");
         assert!(error.to_string().contains(file), "{error}");
-        wss_accepts(&wss, &a)
-            .await
-            .expect("certificate A still served");
+        assert_served(&wss, &a, "certificate A still served").await;
     }
 }
 
@@ -124,8 +131,8 @@ async fn a_changed_certificate_file_is_reloaded_without_a_signal() {
         matches!(e, RelayEvent::CertificateReloaded).then_some(())
     })
     .await;
-    wss_accepts(&wss, &b).await.expect("certificate B served");
-    assert!(wss_accepts(&wss, &a).await.is_err());
+    assert_served(&wss, &b, "certificate B served").await;
+    assert_not_served(&wss, &a, "certificate A is no longer served").await;
 
     // A broken write is reported and does not replace B.
     install(certs.path(), "garbage", "garbage");
@@ -133,9 +140,7 @@ async fn a_changed_certificate_file_is_reloaded_without_a_signal() {
         matches!(e, RelayEvent::CertificateReloadFailed).then_some(())
     })
     .await;
-    wss_accepts(&wss, &b)
-        .await
-        .expect("certificate B still served");
+    assert_served(&wss, &b, "certificate B still served").await;
 }
 
 #[tokio::test]
@@ -152,15 +157,15 @@ async fn binary_reloads_the_certificate_on_sighup() {
     let wss: Multiaddr = support::process::after(&line, "relay address:")
         .parse()
         .expect("a multiaddr");
-    wss_accepts(&wss, &a).await.expect("certificate A served");
+    assert_served(&wss, &a, "certificate A served").await;
 
     install(dir.path(), &b.cert_pem, &b.key_pem);
     relay.signal(libc::SIGHUP);
     relay.line_containing("received SIGHUP").await;
     // "reloaded (SIGHUP)", or "unchanged (SIGHUP)" if the file watch was first.
     relay.line_containing("(SIGHUP)").await;
-    wss_accepts(&wss, &b).await.expect("certificate B served");
-    assert!(wss_accepts(&wss, &a).await.is_err());
+    assert_served(&wss, &b, "certificate B served").await;
+    assert_not_served(&wss, &a, "certificate A is no longer served").await;
 
     relay.signal(libc::SIGTERM);
     assert!(relay.exit_status().await.success());

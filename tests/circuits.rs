@@ -44,27 +44,12 @@ async fn relay_8_mib(a_via: Transport, b_via: Transport) {
     eprintln!("throughput {a_via:?} <-> {b_via:?}: {mib_per_s:.1} MiB/s each way, 8 MiB each way");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn circuit_over_tcp_carries_8_mib_both_ways() {
-    relay_8_mib(Transport::Tcp, Transport::Tcp).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn circuit_over_quic_carries_8_mib_both_ways() {
-    relay_8_mib(Transport::Quic, Transport::Quic).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn circuit_over_ws_carries_8_mib_both_ways() {
-    relay_8_mib(Transport::Ws, Transport::Ws).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn circuit_over_wss_carries_8_mib_both_ways() {
-    relay_8_mib(Transport::Wss, Transport::Wss).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn circuit_between_quic_and_wss_clients_carries_8_mib_both_ways() {
-    relay_8_mib(Transport::Quic, Transport::Wss).await;
+transport_tests! {
+    relay_8_mib;
+    circuit_over_tcp_carries_8_mib_both_ways => (Transport::Tcp, Transport::Tcp),
+    circuit_over_quic_carries_8_mib_both_ways => (Transport::Quic, Transport::Quic),
+    circuit_over_ws_carries_8_mib_both_ways => (Transport::Ws, Transport::Ws),
+    circuit_over_wss_carries_8_mib_both_ways => (Transport::Wss, Transport::Wss),
+    circuit_between_quic_and_wss_clients_carries_8_mib_both_ways =>
+        (Transport::Quic, Transport::Wss),
 }

@@ -25,6 +25,16 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The error loading a config with these flags and environment variables.
+fn load_error(args: &[&str], vars: &[(&str, &str)]) -> LoadError {
+    cli(args).load_config(env(vars)).unwrap_err()
+}
+
+/// The message of the error loading a config with these flags (and no environment).
+fn cli_error(args: &[&str]) -> String {
+    load_error(args, &[]).to_string()
+}
+
 fn write(dir: &Path, text: &str) -> String {
     let path = dir.join("relay.toml");
     std::fs::write(&path, text).unwrap();
@@ -130,82 +140,67 @@ fn each_invalid_value_is_refused_naming_its_key() {
             format!("[{section}]\n{leaf} = \"{value}\"\n")
         };
         let file = write(dir.path(), &text);
-        let err = cli(&["--config", &file]).load_config(env(&[])).unwrap_err();
-        let message = err.to_string();
+        let message = cli_error(&["--config", &file]);
         assert!(
             message.contains(key) && message.contains(&file) && message.contains(value),
             "{key}: {message}"
         );
 
         // Environment: the variable.
-        let err = cli(&[])
-            .load_config(env(&[(setting.env, value)]))
-            .unwrap_err();
+        let err = load_error(&[], &[(setting.env, value)]);
         assert!(err.to_string().contains(setting.env), "{err}");
 
         // Flag: the flag, even when the environment sets the same thing validly.
         let flag = format!("--{}", setting.flag());
-        let err = cli(&[&flag, value])
-            .load_config(env(&[(setting.env, "1")]))
-            .unwrap_err();
+        let err = load_error(&[&flag, value], &[(setting.env, "1")]);
         assert!(err.to_string().contains(&flag), "{err}");
     }
 }
 
 #[test]
 fn settings_that_contradict_each_other_are_refused_naming_both() {
-    let err = cli(&[
-        "--rendezvous-min-ttl-secs",
-        "100",
-        "--rendezvous-max-ttl-secs",
-        "50",
-    ])
-    .load_config(env(&[]))
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("--rendezvous-min-ttl-secs") && err.contains("--rendezvous-max-ttl-secs"),
-        "{err}"
-    );
-    let err = cli(&["--tls-cert", "/c.pem"])
-        .load_config(env(&[]))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("DUSK_RELAY_TLS_KEY") && err.contains("--tls-cert"),
-        "{err}"
-    );
-    let err = cli(&["--port", "60000"])
-        .load_config(env(&[]))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("DUSK_RELAY_WS_PORT") && err.contains("--port"),
-        "{err}"
-    );
+    // (flags, the two settings the error must name)
+    let cases: [(&[&str], [&str; 2]); 3] = [
+        (
+            &[
+                "--rendezvous-min-ttl-secs",
+                "100",
+                "--rendezvous-max-ttl-secs",
+                "50",
+            ],
+            ["--rendezvous-min-ttl-secs", "--rendezvous-max-ttl-secs"],
+        ),
+        (
+            &["--tls-cert", "/c.pem"],
+            ["DUSK_RELAY_TLS_KEY", "--tls-cert"],
+        ),
+        (&["--port", "60000"], ["DUSK_RELAY_WS_PORT", "--port"]),
+    ];
+    for (args, [one, other]) in cases {
+        let err = cli_error(args);
+        assert!(err.contains(one) && err.contains(other), "{err}");
+    }
 }
 
 #[test]
 fn unusable_config_files_are_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.toml").display().to_string();
-    let err = cli(&["--config", &missing])
-        .load_config(env(&[]))
-        .unwrap_err();
+    let err = load_error(&["--config", &missing], &[]);
     assert!(matches!(err, LoadError::File(_)));
     assert!(err.to_string().contains(&missing), "{err}");
 
     let file = write(dir.path(), "port = \n");
-    let err = cli(&["--config", &file]).load_config(env(&[])).unwrap_err();
-    assert!(err.to_string().contains(&file), "{err}");
+    let err = cli_error(&["--config", &file]);
+    assert!(err.contains(&file), "{err}");
 
     let file = write(dir.path(), "[relay]\nmax_circuit = 3\n");
-    let err = cli(&["--config", &file]).load_config(env(&[])).unwrap_err();
-    assert!(err.to_string().contains("relay.max_circuit"), "{err}");
+    let err = cli_error(&["--config", &file]);
+    assert!(err.contains("relay.max_circuit"), "{err}");
 
     let file = write(dir.path(), "drain_secs = 2.5\n");
-    let err = cli(&["--config", &file]).load_config(env(&[])).unwrap_err();
-    assert!(err.to_string().contains("drain_secs"), "{err}");
+    let err = cli_error(&["--config", &file]);
+    assert!(err.contains("drain_secs"), "{err}");
 }
 
 #[test]
@@ -273,32 +268,23 @@ fn a_redis_password_never_appears_in_a_configuration_error() {
         dir.path(),
         &format!("[rendezvous]\nstore = \"rediss://:{secret}@valkey:6379/0\"\n"),
     );
+    errors.push(cli_error(&["--config", &file]));
     errors.push(
-        cli(&["--config", &file])
-            .load_config(env(&[]))
-            .unwrap_err()
-            .to_string(),
-    );
-    errors.push(
-        cli(&[])
-            .load_config(env(&[(
+        load_error(
+            &[],
+            &[(
                 "DUSK_RELAY_RENDEZVOUS_STORE",
                 &format!("redis:/user:{secret}@valkey"),
-            )]))
-            .unwrap_err()
-            .to_string(),
+            )],
+        )
+        .to_string(),
     );
     // A file that is not TOML on the store's line: the parser quotes the line.
     let file = write(
         dir.path(),
         &format!("[rendezvous]\nstore = \"redis://:{secret}@valkey:6379/0\" junk\n"),
     );
-    errors.push(
-        cli(&["--config", &file])
-            .load_config(env(&[]))
-            .unwrap_err()
-            .to_string(),
-    );
+    errors.push(cli_error(&["--config", &file]));
     for error in errors {
         assert!(!error.contains(secret), "password printed: {error}");
         assert!(error.contains("***"), "the redaction is visible: {error}");

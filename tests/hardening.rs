@@ -140,11 +140,8 @@ async fn connection_flood_above_the_per_ip_cap_is_refused_memory_stays_under_the
         // not the handshakes-in-flight cap.
         .env("DUSK_RELAY_MAX_PENDING_PER_IP", "0")
         .env("DUSK_RELAY_MAX_MEMORY_MIB", MEMORY_MIB.to_string())
-        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
-        .env("DUSK_RELAY_WS_PORT", "off")
-        .env("DUSK_RELAY_WSS_PORT", "off");
-    let mut relay = RelayProcess::spawn(command);
-    relay.line_containing("dusk relay ready").await;
+        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0");
+    let mut relay = RelayProcess::ready_without_websockets(command).await;
     let (tcp, quic) = (
         relay.listen_addr(Transport::Tcp),
         relay.listen_addr(Transport::Quic),
@@ -406,50 +403,73 @@ async fn raw_reservation(client: &Client, relay: libp2p::PeerId) -> Option<i32> 
     hop::hop_request(client, relay, hop::reserve()).await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_reservation_that_expires_frees_its_per_ip_slot_while_its_peer_stays_connected() {
+/// A relay that grants 127.0.0.1 one reservation (no rate limit in the way; `adjust`
+/// sets the rest), and two clients, A and B.
+async fn one_reservation_per_ip(
+    adjust: impl FnOnce(&mut dusk_relay::Config),
+) -> (TestRelay, Client, Client) {
     let relay = TestRelay::start_with(|c| {
         c.relay.max_reservations_per_ip = 1;
-        c.relay.reservation_duration = Duration::from_secs(2);
         c.relay.reservation_rate_per_ip = 0;
+        adjust(c);
     })
     .await;
-    let relay_id = relay.peer_id();
-    let tcp = relay.addr(Transport::Tcp);
-    let mut events = relay.subscribe();
-    let (mut a, mut b) = (Client::new(None).await, Client::new(None).await);
-    a.connect(&tcp).await;
-    b.connect(&tcp).await;
-    assert_eq!(raw_reservation(&a, relay_id).await, Some(OK));
+    let (a, b) = (Client::new(None).await, Client::new(None).await);
+    (relay, a, b)
+}
+
+/// B's raw RESERVE is refused: 127.0.0.1's one slot is A's.
+async fn slot_taken_by_a(b: &Client, relay: libp2p::PeerId) {
     assert_eq!(
-        raw_reservation(&b, relay_id).await,
+        raw_reservation(b, relay).await,
         Some(RESOURCE_LIMIT_EXCEEDED),
         "127.0.0.1's one slot is A's"
     );
+}
+
+/// Once the relay (its `events`) reports A's reservation ended: A is still connected
+/// (`connected`, what keeps it so) and B's raw RESERVE gets the freed slot.
+async fn slot_passes_to_b(
+    events: &mut tokio::sync::broadcast::Receiver<RelayEvent>,
+    a: &Client,
+    b: &Client,
+    relay: libp2p::PeerId,
+    connected: &str,
+) {
     let a_id = a.peer_id;
-    relay_event(&mut events, |e| {
+    relay_event(events, |e| {
         matches!(e, RelayEvent::ReservationEnded { peer } if *peer == a_id).then_some(())
     })
     .await;
-    assert!(
-        a.call(move |s| s.is_connected(&relay_id)).await,
-        "A is still connected"
+    assert!(a.call(move |s| s.is_connected(&relay)).await, "{connected}");
+    assert_eq!(
+        raw_reservation(b, relay).await,
+        Some(OK),
+        "A's reservation ended: its slot is free"
     );
-    assert_eq!(raw_reservation(&b, relay_id).await, Some(OK));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reservation_that_expires_frees_its_per_ip_slot_while_its_peer_stays_connected() {
+    let (relay, mut a, mut b) =
+        one_reservation_per_ip(|c| c.relay.reservation_duration = Duration::from_secs(2)).await;
+    let relay_id = relay.peer_id();
+    let tcp = relay.addr(Transport::Tcp);
+    let mut events = relay.subscribe();
+    a.connect(&tcp).await;
+    b.connect(&tcp).await;
+    assert_eq!(raw_reservation(&a, relay_id).await, Some(OK));
+    slot_taken_by_a(&b, relay_id).await;
+    slot_passes_to_b(&mut events, &a, &b, relay_id, "A is still connected").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reservation_whose_connection_closes_frees_its_per_ip_slot_while_its_peer_keeps_another_connection(
 ) {
-    let relay = TestRelay::start_with(|c| {
-        c.relay.max_reservations_per_ip = 1;
-        c.relay.reservation_rate_per_ip = 0;
-    })
-    .await;
+    let (relay, mut a, mut b) = one_reservation_per_ip(|_| {}).await;
     let relay_id = relay.peer_id();
     let tcp = relay.addr(Transport::Tcp);
     let mut events = relay.subscribe();
-    let (mut a, mut b) = (Client::new(None).await, Client::new(None).await);
     // A new connection of A's each time (a dial without a peer id is never skipped).
     async fn new_connection(
         client: &mut Client,
@@ -467,27 +487,17 @@ async fn a_reservation_whose_connection_closes_frees_its_per_ip_slot_while_its_p
     let reserved_on = new_connection(&mut a, &tcp).await;
     assert_eq!(raw_reservation(&a, relay_id).await, Some(OK));
     b.connect(&tcp).await;
-    assert_eq!(
-        raw_reservation(&b, relay_id).await,
-        Some(RESOURCE_LIMIT_EXCEEDED),
-        "127.0.0.1's one slot is A's"
-    );
+    slot_taken_by_a(&b, relay_id).await;
     let _spare = new_connection(&mut a, &tcp).await;
     assert!(a.call(move |s| s.close_connection(reserved_on)).await);
-    let a_id = a.peer_id;
-    relay_event(&mut events, |e| {
-        matches!(e, RelayEvent::ReservationEnded { peer } if *peer == a_id).then_some(())
-    })
+    slot_passes_to_b(
+        &mut events,
+        &a,
+        &b,
+        relay_id,
+        "A keeps its other connection",
+    )
     .await;
-    assert!(
-        a.call(move |s| s.is_connected(&relay_id)).await,
-        "A keeps its other connection"
-    );
-    assert_eq!(
-        raw_reservation(&b, relay_id).await,
-        Some(OK),
-        "A's reservation ended with its connection: its slot is free"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,7 +18,6 @@ mod support;
 
 use std::time::Instant;
 
-use dusk_relay::access::{AccessList, Entry};
 use libp2p::swarm::SwarmEvent;
 use libp2p::PeerId;
 use support::hop::*;
@@ -177,13 +176,8 @@ fn hop_cases(relay: PeerId, absent: PeerId) -> Vec<Case> {
 
 async fn hostile_hop_frames(transport: Transport) {
     let started = Instant::now();
-    let relay = TestRelay::start().await;
+    let (relay, hostile, mut witness) = relay_with_witness(transport).await;
     let relay_id = relay.peer_id();
-    let mut hostile = relay.client().await;
-    hostile.connect(&relay.addr(transport)).await;
-    // Opened before the hostile streams and used after them: it only works if the
-    // connection they ran on survived.
-    let mut witness = open_hop(&hostile, relay_id).await.expect("HOP stream");
 
     let absent = PeerId::random();
     let mut wrong = Vec::new();
@@ -199,34 +193,24 @@ async fn hostile_hop_frames(transport: Transport) {
     }
     assert!(wrong.is_empty(), "{transport:?}: {wrong:#?}");
 
-    witness_reserves(
+    relay_survived(
+        &relay,
+        transport,
         &mut witness,
         "a RESERVE after the hostile frames is accepted on the same connection",
     )
     .await;
-
-    relay_still_serves(&relay, transport).await;
     println!("{transport:?}: {:?}", started.elapsed());
 }
 
 #[test]
 fn hostile_hop_frames_over_tcp_get_a_status_or_a_closed_stream_and_the_relay_still_serves() {
-    run_isolated(
-        "hostile_hop_frames_over_tcp_get_a_status_or_a_closed_stream_and_the_relay_still_serves",
-        async {
-            hostile_hop_frames(Transport::Tcp).await;
-        },
-    );
+    run_isolated(hostile_hop_frames(Transport::Tcp));
 }
 
 #[test]
 fn hostile_hop_frames_over_quic_get_a_status_or_a_closed_stream_and_the_relay_still_serves() {
-    run_isolated(
-        "hostile_hop_frames_over_quic_get_a_status_or_a_closed_stream_and_the_relay_still_serves",
-        async {
-            hostile_hop_frames(Transport::Quic).await;
-        },
-    );
+    run_isolated(hostile_hop_frames(Transport::Quic));
 }
 
 /// A denied peer's HOP streams are served by the access gate's own small parser
@@ -234,82 +218,74 @@ fn hostile_hop_frames_over_quic_get_a_status_or_a_closed_stream_and_the_relay_st
 /// and a well-formed request still gets PERMISSION_DENIED.
 #[test]
 fn hostile_hop_frames_from_a_denied_peer_get_a_closed_stream_and_requests_permission_denied() {
-    run_isolated(
-        "hostile_hop_frames_from_a_denied_peer_get_a_closed_stream_and_requests_permission_denied",
-        async {
-            let denied = Client::new(None).await;
-            let denied_id = denied.peer_id;
-            let relay = TestRelay::start_with(|c| {
-                c.access = AccessList {
-                    allow: Vec::new(),
-                    deny: vec![Entry::Peer(denied_id)],
-                }
-            })
-            .await;
-            let relay_id = relay.peer_id();
-            let mut denied = denied;
-            denied.connect(&relay.addr(Transport::Tcp)).await;
+    run_isolated(async {
+        let denied = Client::new(None).await;
+        let denied_id = denied.peer_id;
+        let relay = TestRelay::start_with(|c| c.access = denying(denied_id)).await;
+        let relay_id = relay.peer_id();
+        let mut denied = denied;
+        denied.connect(&relay.addr(Transport::Tcp)).await;
 
-            // The gate closes a denied connection after its first answer or its grace period
-            // (5 s): these are sent at once and take milliseconds.
-            let cases = [
-                case("truncated frame", truncated(100, 10), true, &[]),
-                case("oversized length prefix", prefix(4097), false, &[]),
-                case("overlong varint", vec![0xff; 11], false, &[]),
-                case("not protobuf", frame(&[0xff; 32]), false, &[]),
-                case(
-                    "STATUS first",
-                    encode(HopMessage {
-                        r#type: HOP_STATUS,
-                        ..HopMessage::default()
-                    }),
-                    false,
-                    &[],
-                ),
-                // libp2p reads this as RESERVE (see `hop_cases`); the gate drops it.
-                case("an empty frame", frame(&[]), false, &[]),
-                case("RESERVE", encode(reserve()), false, &[PERMISSION_DENIED]),
-            ];
-            for case in cases {
-                println!("denied peer: {}", case.what);
-                let answers = hop_statuses(&denied, relay_id, &case.bytes, case.close).await;
-                assert_eq!(answers, case.answers, "{}", case.what);
-            }
-            denied.disconnected_from(relay_id).await;
+        // The gate closes a denied connection after its first answer or its grace period
+        // (5 s): these are sent at once and take milliseconds.
+        let cases = [
+            case("truncated frame", truncated(100, 10), true, &[]),
+            case("oversized length prefix", prefix(4097), false, &[]),
+            case("overlong varint", vec![0xff; 11], false, &[]),
+            case("not protobuf", frame(&[0xff; 32]), false, &[]),
+            case(
+                "STATUS first",
+                encode(HopMessage {
+                    r#type: HOP_STATUS,
+                    ..HopMessage::default()
+                }),
+                false,
+                &[],
+            ),
+            // libp2p reads this as RESERVE (see `hop_cases`); the gate drops it.
+            case("an empty frame", frame(&[]), false, &[]),
+            case("RESERVE", encode(reserve()), false, &[PERMISSION_DENIED]),
+        ];
+        for case in cases {
+            println!("denied peer: {}", case.what);
+            let answers = hop_statuses(&denied, relay_id, &case.bytes, case.close).await;
+            assert_eq!(answers, case.answers, "{}", case.what);
+        }
+        denied.disconnected_from(relay_id).await;
 
-            relay_still_serves(&relay, Transport::Tcp).await;
-        },
-    );
+        relay_still_serves(&relay, Transport::Tcp).await;
+    });
 }
 
 /// The relay serves STOP to nobody (it only opens STOP streams): opening one towards it
 /// fails the protocol negotiation, and the connection stays usable.
 #[test]
 fn a_stop_stream_towards_the_relay_is_refused_and_the_connection_stays_usable() {
-    run_isolated(
-        "a_stop_stream_towards_the_relay_is_refused_and_the_connection_stays_usable",
-        async {
-            let relay = TestRelay::start().await;
-            let relay_id = relay.peer_id();
-            let (client, mut witness) = client_with_witness(&relay).await;
+    run_isolated(async {
+        let (relay, client, mut witness) = relay_with_witness(Transport::Tcp).await;
+        let relay_id = relay.peer_id();
 
-            let mut control = client.control.clone();
-            match within(
-                EVENT_TIMEOUT,
-                "STOP stream",
-                control.open_stream(relay_id, STOP),
-            )
-            .await
-            {
-                Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(p)) => assert_eq!(p, STOP),
-                Ok(_) => panic!("the relay accepted an inbound STOP stream"),
-                Err(other) => panic!("unexpected error: {other}"),
-            }
+        let mut control = client.control.clone();
+        match within(
+            EVENT_TIMEOUT,
+            "STOP stream",
+            control.open_stream(relay_id, STOP),
+        )
+        .await
+        {
+            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(p)) => assert_eq!(p, STOP),
+            Ok(_) => panic!("the relay accepted an inbound STOP stream"),
+            Err(other) => panic!("unexpected error: {other}"),
+        }
 
-            witness_reserves(&mut witness, "after a refused STOP stream").await;
-            relay_still_serves(&relay, Transport::Tcp).await;
-        },
-    );
+        relay_survived(
+            &relay,
+            Transport::Tcp,
+            &mut witness,
+            "after a refused STOP stream",
+        )
+        .await;
+    });
 }
 
 /// A circuit to the relay through the relay itself (the only way a peer could reach it
@@ -318,35 +294,32 @@ fn a_stop_stream_towards_the_relay_is_refused_and_the_connection_stays_usable() 
 /// `<relay>/p2p-circuit/p2p/<relay>`.
 #[test]
 fn a_circuit_to_the_relay_through_itself_is_refused_with_no_reservation() {
-    run_isolated(
-        "a_circuit_to_the_relay_through_itself_is_refused_with_no_reservation",
-        async {
-            let relay = TestRelay::start().await;
-            let relay_id = relay.peer_id();
-            let relay_addr = relay.addr(Transport::Tcp);
-            let mut client = relay.client().await;
-            client.connect(&relay_addr).await;
-            assert_eq!(
-                hop_request(&client, relay_id, connect(relay_id)).await,
-                Some(NO_RESERVATION)
-            );
+    run_isolated(async {
+        let relay = TestRelay::start().await;
+        let relay_id = relay.peer_id();
+        let relay_addr = relay.addr(Transport::Tcp);
+        let mut client = relay.client().await;
+        client.connect(&relay_addr).await;
+        assert_eq!(
+            hop_request(&client, relay_id, connect(relay_id)).await,
+            Some(NO_RESERVATION)
+        );
 
-            let through_itself = circuit_addr(&relay_addr, relay_id);
-            client
-                .call(move |s| s.dial(through_itself))
-                .await
-                .expect("dial");
-            let error = client
-                .next("the circuit dial to fail", |e| match e {
-                    SwarmEvent::OutgoingConnectionError { error, .. } => Some(error.to_string()),
-                    SwarmEvent::ConnectionEstablished { endpoint, .. } if endpoint.is_relayed() => {
-                        panic!("a relayed connection to the relay through itself")
-                    }
-                    _ => None,
-                })
-                .await;
-            println!("dial error: {error}");
-            relay_still_serves(&relay, Transport::Tcp).await;
-        },
-    );
+        let through_itself = circuit_addr(&relay_addr, relay_id);
+        client
+            .call(move |s| s.dial(through_itself))
+            .await
+            .expect("dial");
+        let error = client
+            .next("the circuit dial to fail", |e| match e {
+                SwarmEvent::OutgoingConnectionError { error, .. } => Some(error.to_string()),
+                SwarmEvent::ConnectionEstablished { endpoint, .. } if endpoint.is_relayed() => {
+                    panic!("a relayed connection to the relay through itself")
+                }
+                _ => None,
+            })
+            .await;
+        println!("dial error: {error}");
+        relay_still_serves(&relay, Transport::Tcp).await;
+    });
 }

@@ -22,7 +22,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use dusk_relay::RelayEvent;
 use libp2p::Multiaddr;
 use serde_json::{json, Value};
 use support::js::*;
@@ -276,8 +275,8 @@ async fn open_browser_peer(chromium: &Path, relay: &TestRelay, relay_wss: &Multi
 }
 
 /// Checks the page's `exchanged` report or reply and prints the throughput.
-fn print_throughput(what: &str, message: &Value, rust_ms: f64) {
-    let ms = exchanged_ms(message, BROWSER_SENDS, RUST_SENDS).max(rust_ms);
+fn print_throughput(what: &str, message: &Value, rust_elapsed: Duration) {
+    let ms = transfer_ms(message, BROWSER_SENDS, RUST_SENDS, rust_elapsed);
     eprintln!(
         "throughput {what}: {:.1} MiB/s Rust -> browser ({} MiB, with {} MiB back at once, verified)",
         mib_per_s(RUST_SENDS, ms),
@@ -295,20 +294,7 @@ async fn browser_reserves_over_wss_and_exchanges_with_rust_peers_through_circuit
     let relay_wss = relay.addr(Transport::Wss);
 
     let mut browser = open_browser_peer(&chromium, &relay, &relay_wss).await;
-    let browser_id = browser.peer_id;
-    relay_event(&mut events, |e| {
-        matches!(e, RelayEvent::ReservationAccepted { peer, .. } if *peer == browser_id)
-            .then_some(())
-    })
-    .await;
-    assert!(
-        browser
-            .addrs
-            .iter()
-            .any(dusk_relay::multiaddr_ext::is_relayed),
-        "the browser has no circuit address after reserving: {:?}",
-        browser.addrs
-    );
+    browser.reserved_on(&mut events).await;
     let started = browser
         .history
         .iter()
@@ -319,54 +305,36 @@ async fn browser_reserves_over_wss_and_exchanges_with_rust_peers_through_circuit
 
     // A Rust peer (over TCP) dials the browser's circuit address.
     let mut dialer = relay.client().await;
-    dialer.connect(&relay.addr(Transport::Tcp)).await;
-    dialer
-        .dial_through(&relay.addr(Transport::Tcp), browser_id)
-        .await;
-    browser
-        .request(
-            json!({
-                "cmd": "serve", "sendLen": BROWSER_SENDS, "recvLen": RUST_SENDS,
-                "sendSeed": 2, "recvSeed": 1,
-            }),
-            COMMAND_TIMEOUT,
-        )
-        .await;
-    let stream = dialer.open_data_stream(browser_id).await;
-    let rust_elapsed = exchange_unequal(stream, RUST_SENDS, BROWSER_SENDS, 1, 2).await;
-    let inbound = browser.event("exchanged", TRANSFER_TIMEOUT).await;
+    let (inbound, rust_elapsed) = rust_dials_js(
+        &mut dialer,
+        &relay.addr(Transport::Tcp),
+        &mut browser,
+        RUST_SENDS,
+        BROWSER_SENDS,
+    )
+    .await;
     let limits = &inbound["connection"]["limits"];
     assert!(
         limits["bytes"].is_null() && limits["seconds"].as_i64().unwrap_or(0) >= 24 * 3600 - 60,
         "the browser's view of the circuit's limits: {limits}"
     );
     eprintln!("the browser sees the relayed connection as limited: {limits}");
-    print_throughput(
-        "Rust (Tcp) dials browser (Wss)",
-        &inbound,
-        rust_elapsed.as_secs_f64() * 1000.0,
-    );
+    print_throughput("Rust (Tcp) dials browser (Wss)", &inbound, rust_elapsed);
 
     // The browser dials the circuit address of a Rust peer reserved over QUIC.
     let mut listener = relay.client().await;
     listener.reserve(&relay.addr(Transport::Quic)).await;
     let target = circuit_addr(&relay_wss, listener.peer_id);
-    let command = json!({
-        "cmd": "exchange", "addr": target.to_string(),
-        "sendLen": BROWSER_SENDS, "recvLen": RUST_SENDS, "sendSeed": 3, "recvSeed": 4,
-    });
-    let rust_side = async {
-        let (from, stream) = listener.accept_data_stream().await;
-        assert_eq!(from, browser_id);
-        exchange_unequal(stream, RUST_SENDS, BROWSER_SENDS, 4, 3).await
-    };
-    let (reply, rust_elapsed) =
-        futures::future::join(browser.request(command, TRANSFER_TIMEOUT), rust_side).await;
-    print_throughput(
-        "browser (Wss) dials Rust (Quic)",
-        &reply,
-        rust_elapsed.as_secs_f64() * 1000.0,
-    );
+    let (reply, rust_elapsed) = js_dials_rust(
+        &mut browser,
+        &target,
+        &mut listener.incoming,
+        BROWSER_SENDS,
+        RUST_SENDS,
+        (3, 4),
+    )
+    .await;
+    print_throughput("browser (Wss) dials Rust (Quic)", &reply, rust_elapsed);
 
     // Nothing closed on the way: the browser's link to the relay and both circuits.
     assert!(

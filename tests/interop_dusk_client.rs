@@ -433,21 +433,35 @@ async fn chat(a: &mut DuskClient, b: &mut DuskClient, round: &str) {
     chat_one_way(b, a, round).await;
 }
 
+/// `x` runs `command`, which sends something to `y`; returns the event `y` reports on
+/// receiving it from `x` (named `received`) and the one `x` reports on having sent it
+/// to `y` (named `sent`).
+async fn delivered(
+    x: &mut DuskClient,
+    y: &mut DuskClient,
+    command: &str,
+    [received, sent]: [&str; 2],
+) -> (Value, Value) {
+    x.command(command).await;
+    let (from, to) = (x.peer_id.to_string(), y.peer_id.to_string());
+    let arrived = y
+        .expect(&format!("{received} from {}", x.name), |e| {
+            event(e) == received && e["from"] == from
+        })
+        .await;
+    let confirmed = x
+        .expect(&format!("{sent} to {}", y.name), |e| {
+            event(e) == sent && e["to"] == to
+        })
+        .await;
+    (arrived, confirmed)
+}
+
 async fn chat_one_way(x: &mut DuskClient, y: &mut DuskClient, round: &str) {
     let text = format!("{round}: hello {} from {} ✓", y.name, x.name);
-    x.command(&format!("say {} {text}", y.peer_id)).await;
-    let (from, to) = (x.peer_id.to_string(), y.peer_id.to_string());
-    let message = y
-        .expect("chat message", |e| {
-            event(e) == "message" && e["from"] == from
-        })
-        .await;
+    let say = format!("say {} {text}", y.peer_id);
+    let (message, sent) = delivered(x, y, &say, ["message", "sent"]).await;
     assert_eq!(str_field(&message, "text"), text);
-    let sent = x
-        .expect("chat acknowledgement", |e| {
-            event(e) == "sent" && e["to"] == to
-        })
-        .await;
     assert_eq!(str_field(&sent, "text"), text);
 }
 
@@ -458,19 +472,9 @@ async fn bulk(a: &mut DuskClient, b: &mut DuskClient) {
 }
 
 async fn bulk_one_way(x: &mut DuskClient, y: &mut DuskClient) {
-    x.command(&format!("send {} {BULK_BYTES}", y.peer_id)).await;
-    let (from, to) = (x.peer_id.to_string(), y.peer_id.to_string());
-    let received = y
-        .expect("verified bulk bytes", |e| {
-            event(e) == "stream_received" && e["from"] == from
-        })
-        .await;
+    let send = format!("send {} {BULK_BYTES}", y.peer_id);
+    let (received, ok) = delivered(x, y, &send, ["stream_received", "stream_ok"]).await;
     assert_eq!(received["bytes"], BULK_BYTES);
-    let ok = x
-        .expect("bulk transfer confirmation", |e| {
-            event(e) == "stream_ok" && e["to"] == to
-        })
-        .await;
     assert_eq!(ok["bytes"], BULK_BYTES);
     eprintln!(
         "bulk {} -> {} through the relay: {BULK_BYTES} bytes at {:.1} MiB/s",
@@ -512,17 +516,36 @@ async fn expect_relay_lost(x: &mut DuskClient, relay: PeerId, other: PeerId) {
     x.forget_pending();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn dusk_054_clients_reserve_register_discover_and_talk_through_the_relay() {
+/// The relay binary in `dir` (on `port`, 0: any) and two 0.54 clients of `community`,
+/// A given the relay's address by `a_addr` and B by IP, once both have reserved and
+/// registered and they have found each other and connected through the relay.
+async fn relay_and_two_clients(
+    dir: &Path,
+    port: u16,
+    community: &str,
+    a_addr: fn(&Relay) -> Multiaddr,
+) -> (Relay, DuskClient, DuskClient) {
     let binary = client_binary().await;
-    let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(dir.path(), 0).await;
-    let community = "interop-talk";
-    let mut a = DuskClient::start(&binary, "A", relay.ip4_addr(), community).await;
+    let relay = Relay::start(dir, port).await;
+    let mut a = DuskClient::start(&binary, "A", a_addr(&relay), community).await;
     let mut b = DuskClient::start(&binary, "B", relay.ip4_addr(), community).await;
+    register_and_meet(&mut a, &mut b, community).await;
+    (relay, a, b)
+}
+
+/// Both clients reserve and register (with the relay they are connected to), then find
+/// each other and connect through it.
+async fn register_and_meet(a: &mut DuskClient, b: &mut DuskClient, community: &str) {
     a.expect_reserved_and_registered(community).await;
     b.expect_reserved_and_registered(community).await;
-    find_each_other(&mut a, &mut b, community).await;
+    find_each_other(a, b, community).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dusk_054_clients_reserve_register_discover_and_talk_through_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, mut a, mut b) =
+        relay_and_two_clients(dir.path(), 0, "interop-talk", Relay::ip4_addr).await;
     chat(&mut a, &mut b, "first").await;
     bulk(&mut a, &mut b).await;
     relay.stop().await;
@@ -530,17 +553,12 @@ async fn dusk_054_clients_reserve_register_discover_and_talk_through_the_relay()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dusk_054_clients_come_back_by_themselves_after_a_relay_restart() {
-    let binary = client_binary().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let relay = Relay::start(dir.path(), port).await;
-    let relay_id = relay.peer_id;
     let community = "interop-restart";
-    let mut a = DuskClient::start(&binary, "A", relay.ip4_addr(), community).await;
-    let mut b = DuskClient::start(&binary, "B", relay.ip4_addr(), community).await;
-    a.expect_reserved_and_registered(community).await;
-    b.expect_reserved_and_registered(community).await;
-    find_each_other(&mut a, &mut b, community).await;
+    let (relay, mut a, mut b) =
+        relay_and_two_clients(dir.path(), port, community, Relay::ip4_addr).await;
+    let relay_id = relay.peer_id;
     chat(&mut a, &mut b, "before the restart").await;
 
     relay.stop().await;
@@ -551,26 +569,18 @@ async fn dusk_054_clients_come_back_by_themselves_after_a_relay_restart() {
 
     let relay = Relay::start(dir.path(), port).await;
     assert_eq!(relay.peer_id, relay_id, "same keypair, same peer id");
-    a.expect_reserved_and_registered(community).await;
-    b.expect_reserved_and_registered(community).await;
-    find_each_other(&mut a, &mut b, community).await;
+    register_and_meet(&mut a, &mut b, community).await;
     chat(&mut a, &mut b, "after the restart").await;
     relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dusk_054_client_reaches_the_relay_by_dns_name() {
-    let binary = client_binary().await;
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(dir.path(), 0).await;
-    let community = "interop-dns";
     // A knows the relay by name, B by IP: each registers the address it dialed.
-    let mut a = DuskClient::start(&binary, "A", relay.dns4_addr(), community).await;
-    let mut b = DuskClient::start(&binary, "B", relay.ip4_addr(), community).await;
+    let (relay, mut a, mut b) =
+        relay_and_two_clients(dir.path(), 0, "interop-dns", Relay::dns4_addr).await;
     assert!(a.circuit_addr().starts_with("/dns4/localhost/tcp/"));
-    a.expect_reserved_and_registered(community).await;
-    b.expect_reserved_and_registered(community).await;
-    find_each_other(&mut a, &mut b, community).await;
     chat(&mut a, &mut b, "by name").await;
     bulk(&mut a, &mut b).await;
     relay.stop().await;

@@ -24,14 +24,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use dusk_relay::RelayEvent;
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{noise, relay, tcp, yamux, Multiaddr, PeerId};
-use serde_json::json;
+use libp2p::{relay, yamux, Multiaddr, PeerId};
+use serde_json::{json, Value};
 use support::js::*;
 use support::*;
 
@@ -65,19 +64,7 @@ async fn relay_and_reserved_js_with(
     let trust = trust_file(&relay);
     let mut events = relay.subscribe();
     let listener = JsPeer::spawn_node("js listener", Some(&relay.addr(via)), &trust).await;
-    let reserved = listener.peer_id;
-    relay_event(&mut events, |e| {
-        matches!(e, RelayEvent::ReservationAccepted { peer, .. } if *peer == reserved).then_some(())
-    })
-    .await;
-    assert!(
-        listener
-            .addrs
-            .iter()
-            .any(dusk_relay::multiaddr_ext::is_relayed),
-        "js listener has no circuit address after reserving: {:?}",
-        listener.addrs
-    );
+    listener.reserved_on(&mut events).await;
     (relay, listener, trust)
 }
 
@@ -94,6 +81,72 @@ async fn open_connections(peer: &mut JsPeer, remote: PeerId) -> usize {
         .count()
 }
 
+/// Fails with `what` unless `peer` has an open connection to `remote`.
+async fn assert_open(peer: &mut JsPeer, remote: PeerId, what: &str) {
+    assert!(
+        open_connections(peer, remote).await >= 1,
+        "{what}\n{}",
+        peer.diagnostics()
+    );
+}
+
+/// `listener` serves one data stream and `dialer` opens it at `target`, the listener's
+/// circuit address; they move `len` verified bytes each way at once. Returns the
+/// dialer's reply and the listener's `exchanged` event.
+async fn js_exchange(
+    listener: &mut JsPeer,
+    dialer: &mut JsPeer,
+    target: &Multiaddr,
+    len: usize,
+) -> (Value, Value) {
+    listener
+        .request(
+            json!({"cmd": "serve", "len": len, "sendSeed": 2, "recvSeed": 1}),
+            COMMAND_TIMEOUT,
+        )
+        .await;
+    let reply = dialer
+        .request(
+            json!({
+                "cmd": "exchange", "addr": target.to_string(),
+                "len": len, "sendSeed": 1, "recvSeed": 2,
+            }),
+            TRANSFER_TIMEOUT,
+        )
+        .await;
+    let inbound = listener.event("exchanged", TRANSFER_TIMEOUT).await;
+    (reply, inbound)
+}
+
+/// The relayed connection from `dialer` to `listener` (at `target`) carries 1 MiB each
+/// way, and stays open.
+async fn carries_data_and_stays_open(
+    listener: &mut JsPeer,
+    dialer: &mut JsPeer,
+    target: &Multiaddr,
+) {
+    js_exchange(listener, dialer, target, MIB).await;
+    assert_open(dialer, listener.peer_id, "the relayed connection closed").await;
+}
+
+/// A second js peer, connected to `listener` through the relay's TCP listener: the
+/// peer, the circuit address it dialed, and what js reports of the connection.
+async fn js_dialer_through_tcp(
+    relay: &TestRelay,
+    listener: &JsPeer,
+    trust: &Path,
+) -> (JsPeer, Multiaddr, Value) {
+    let mut dialer = JsPeer::spawn_node("js dialer", None, trust).await;
+    let target = circuit_addr(&relay.addr(Transport::Tcp), listener.peer_id);
+    let connection = dialer
+        .request(
+            json!({"cmd": "dial", "addr": target.to_string()}),
+            COMMAND_TIMEOUT,
+        )
+        .await;
+    (dialer, target, connection)
+}
+
 /// A second js peer dials the listener through the relay over `via` and they move
 /// 8 MiB each way; then checks the transfer closed no connection.
 async fn js_and_js_exchange(
@@ -104,24 +157,9 @@ async fn js_and_js_exchange(
 ) {
     let mut events = relay.subscribe();
     let mut dialer = JsPeer::spawn_node("js dialer", None, trust).await;
-    listener
-        .request(
-            json!({"cmd": "serve", "len": EIGHT_MIB, "sendSeed": 2, "recvSeed": 1}),
-            COMMAND_TIMEOUT,
-        )
-        .await;
     let target = circuit_addr(&relay.addr(via), listener.peer_id);
-    let reply = dialer
-        .request(
-            json!({
-                "cmd": "exchange", "addr": target.to_string(),
-                "len": EIGHT_MIB, "sendSeed": 1, "recvSeed": 2,
-            }),
-            TRANSFER_TIMEOUT,
-        )
-        .await;
+    let (reply, inbound) = js_exchange(listener, &mut dialer, &target, EIGHT_MIB).await;
     let dialer_ms = exchanged_ms(&reply, EIGHT_MIB, EIGHT_MIB);
-    let inbound = listener.event("exchanged", TRANSFER_TIMEOUT).await;
     let listener_ms = exchanged_ms(&inbound, EIGHT_MIB, EIGHT_MIB);
     let (src, dst) = (dialer.peer_id, listener.peer_id);
     relay_event(&mut events, |e| {
@@ -143,33 +181,27 @@ async fn js_and_js_exchange(
             peer.diagnostics()
         );
     }
-    assert!(
-        open_connections(&mut dialer, listener.peer_id).await >= 1,
-        "the circuit closed after the transfer\n{}",
-        dialer.diagnostics()
-    );
+    assert_open(
+        &mut dialer,
+        listener.peer_id,
+        "the circuit closed after the transfer",
+    )
+    .await;
 }
 
 /// The Rust test client dials the js listener through the relay over `via`; it sends
 /// 8 MiB and receives 1 MiB.
 async fn rust_and_js_exchange(relay: &TestRelay, listener: &mut JsPeer, via: Transport) {
     let mut rust = relay.client().await;
-    rust.connect(&relay.addr(via)).await;
-    rust.dial_through(&relay.addr(via), listener.peer_id).await;
-    listener
-        .request(
-            json!({
-                "cmd": "serve", "sendLen": JS_TO_DEFAULT_RUST, "recvLen": EIGHT_MIB,
-                "sendSeed": 2, "recvSeed": 1,
-            }),
-            COMMAND_TIMEOUT,
-        )
-        .await;
-    let stream = rust.open_data_stream(listener.peer_id).await;
-    let rust_elapsed = exchange_unequal(stream, EIGHT_MIB, JS_TO_DEFAULT_RUST, 1, 2).await;
-    let inbound = listener.event("exchanged", TRANSFER_TIMEOUT).await;
-    let ms = exchanged_ms(&inbound, JS_TO_DEFAULT_RUST, EIGHT_MIB)
-        .max(rust_elapsed.as_secs_f64() * 1000.0);
+    let (inbound, rust_elapsed) = rust_dials_js(
+        &mut rust,
+        &relay.addr(via),
+        listener,
+        EIGHT_MIB,
+        JS_TO_DEFAULT_RUST,
+    )
+    .await;
+    let ms = transfer_ms(&inbound, JS_TO_DEFAULT_RUST, EIGHT_MIB, rust_elapsed);
     eprintln!(
         "throughput Rust -> js listener, both over {via:?}: {:.1} MiB/s Rust -> js ({} MiB, \
          with {} MiB back at once, verified)",
@@ -182,11 +214,12 @@ async fn rust_and_js_exchange(relay: &TestRelay, listener: &mut JsPeer, via: Tra
         "js listener's connection to the relay closed\n{}",
         listener.diagnostics()
     );
-    assert!(
-        open_connections(listener, rust.peer_id).await >= 1,
-        "the circuit from the Rust peer closed after the transfer\n{}",
-        listener.diagnostics()
-    );
+    assert_open(
+        listener,
+        rust.peer_id,
+        "the circuit from the Rust peer closed after the transfer",
+    )
+    .await;
 }
 
 async fn js_reserved_over(via: Transport) {
@@ -195,46 +228,29 @@ async fn js_reserved_over(via: Transport) {
     rust_and_js_exchange(&relay, &mut listener, via).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn js_peer_reserved_over_tcp_exchanges_8_mib_with_js_and_rust_peers() {
-    js_reserved_over(Transport::Tcp).await;
+transport_tests! {
+    js_reserved_over;
+    js_peer_reserved_over_tcp_exchanges_8_mib_with_js_and_rust_peers => (Transport::Tcp),
+    js_peer_reserved_over_ws_exchanges_8_mib_with_js_and_rust_peers => (Transport::Ws),
+    js_peer_reserved_over_wss_exchanges_8_mib_with_js_and_rust_peers => (Transport::Wss),
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn js_peer_reserved_over_ws_exchanges_8_mib_with_js_and_rust_peers() {
-    js_reserved_over(Transport::Ws).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn js_peer_reserved_over_wss_exchanges_8_mib_with_js_and_rust_peers() {
-    js_reserved_over(Transport::Wss).await;
-}
-
-/// A js peer dials `target` (a Rust peer's circuit address) and runs a transfer of
-/// `js_sends` bytes one way and `rust_sends` the other; the Rust side takes the stream
-/// from `incoming`. Returns milliseconds.
-async fn js_dials_rust(
-    js: &mut JsPeer,
-    target: &Multiaddr,
+/// A new js peer dials the circuit address on `relay_addr` of the Rust peer `rust`, whose
+/// data streams arrive on `incoming`, and they move `js_sends` bytes one way and
+/// `rust_sends` the other at once. Returns the milliseconds of the slower side.
+async fn js_dialer_to_rust(
+    relay_addr: &Multiaddr,
+    trust: &Path,
+    rust: PeerId,
     incoming: &mut libp2p_stream::IncomingStreams,
     js_sends: usize,
     rust_sends: usize,
 ) -> f64 {
-    let command = json!({
-        "cmd": "exchange", "addr": target.to_string(),
-        "sendLen": js_sends, "recvLen": rust_sends, "sendSeed": 1, "recvSeed": 2,
-    });
-    let js_peer = js.peer_id;
-    let rust_side = async {
-        let (from, stream) = within(EVENT_TIMEOUT, "incoming data stream", incoming.next())
-            .await
-            .expect("incoming streams open");
-        assert_eq!(from, js_peer);
-        exchange_unequal(stream, rust_sends, js_sends, 2, 1).await
-    };
+    let mut js = JsPeer::spawn_node("js dialer", None, trust).await;
+    let target = circuit_addr(relay_addr, rust);
     let (reply, rust_elapsed) =
-        futures::future::join(js.request(command, TRANSFER_TIMEOUT), rust_side).await;
-    exchanged_ms(&reply, js_sends, rust_sends).max(rust_elapsed.as_secs_f64() * 1000.0)
+        js_dials_rust(&mut js, &target, incoming, js_sends, rust_sends, (1, 2)).await;
+    transfer_ms(&reply, js_sends, rust_sends, rust_elapsed)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -244,11 +260,10 @@ async fn js_peer_dials_a_rust_peers_circuit_address() {
     let trust = trust_file(&relay);
     let mut rust = relay.client().await;
     rust.reserve(&relay.addr(Transport::Tcp)).await;
-    let mut js = JsPeer::spawn_node("js dialer", None, &trust).await;
-    let target = circuit_addr(&relay.addr(Transport::Tcp), rust.peer_id);
-    let ms = js_dials_rust(
-        &mut js,
-        &target,
+    let ms = js_dialer_to_rust(
+        &relay.addr(Transport::Tcp),
+        &trust,
+        rust.peer_id,
         &mut rust.incoming,
         JS_TO_DEFAULT_RUST,
         EIGHT_MIB,
@@ -287,19 +302,10 @@ async fn capped_rust_peer(
     libp2p_stream::IncomingStreams,
     tokio::task::JoinHandle<()>,
 ) {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, capped_yamux)
-        .expect("tcp")
-        .with_relay_client(noise::Config::new, capped_yamux)
-        .expect("relay client")
-        .with_behaviour(|_, relay_client| CappedPeerBehaviour {
-            relay_client,
-            stream: libp2p_stream::Behaviour::new(),
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build();
+    let mut swarm = tcp_relay_client_swarm(capped_yamux, |_, relay_client| CappedPeerBehaviour {
+        relay_client,
+        stream: libp2p_stream::Behaviour::new(),
+    });
     let incoming = swarm
         .behaviour()
         .stream
@@ -341,9 +347,15 @@ async fn js_peer_sends_8_mib_to_a_rust_peer_with_capped_yamux_streams() {
     let trust = trust_file(&relay);
     let relay_addr = relay.addr(Transport::Tcp);
     let (rust_peer, mut incoming, task) = capped_rust_peer(&relay_addr).await;
-    let mut js = JsPeer::spawn_node("js dialer", None, &trust).await;
-    let target = circuit_addr(&relay_addr, rust_peer);
-    let ms = js_dials_rust(&mut js, &target, &mut incoming, EIGHT_MIB, EIGHT_MIB).await;
+    let ms = js_dialer_to_rust(
+        &relay_addr,
+        &trust,
+        rust_peer,
+        &mut incoming,
+        EIGHT_MIB,
+        EIGHT_MIB,
+    )
+    .await;
     eprintln!(
         "throughput js -> Rust listener (capped yamux), both over Tcp: {:.1} MiB/s each way \
          (8 MiB each way, verified)",
@@ -358,15 +370,7 @@ async fn js_peer_sends_8_mib_to_a_rust_peer_with_capped_yamux_streams() {
 #[tokio::test(flavor = "multi_thread")]
 async fn js_treats_relayed_connections_as_limited_but_keeps_them_open() {
     let (relay, mut listener, trust) = relay_and_reserved_js(Transport::Tcp).await;
-    let mut dialer = JsPeer::spawn_node("js dialer", None, &trust).await;
-    let target = circuit_addr(&relay.addr(Transport::Tcp), listener.peer_id);
-
-    let connection = dialer
-        .request(
-            json!({"cmd": "dial", "addr": target.to_string()}),
-            COMMAND_TIMEOUT,
-        )
-        .await;
+    let (mut dialer, target, connection) = js_dialer_through_tcp(&relay, &listener, &trust).await;
     let limits = &connection["limits"];
     assert!(
         limits.is_object(),
@@ -422,27 +426,7 @@ async fn js_treats_relayed_connections_as_limited_but_keeps_them_open() {
     );
 
     // With the flag on both ends, the same connection carries data and stays open.
-    listener
-        .request(
-            json!({"cmd": "serve", "len": MIB, "sendSeed": 2, "recvSeed": 1}),
-            COMMAND_TIMEOUT,
-        )
-        .await;
-    dialer
-        .request(
-            json!({
-                "cmd": "exchange", "addr": target.to_string(),
-                "len": MIB, "sendSeed": 1, "recvSeed": 2,
-            }),
-            TRANSFER_TIMEOUT,
-        )
-        .await;
-    listener.event("exchanged", TRANSFER_TIMEOUT).await;
-    assert!(
-        open_connections(&mut dialer, listener.peer_id).await >= 1,
-        "the relayed connection closed\n{}",
-        dialer.diagnostics()
-    );
+    carries_data_and_stays_open(&mut listener, &mut dialer, &target).await;
     // The listener handles streams in order, so the strict one is long done: its
     // handler never ran.
     assert!(
@@ -470,14 +454,7 @@ async fn js_keeps_circuits_of_a_relay_without_a_time_limit_open() {
         c.relay.max_circuit_duration = None;
     })
     .await;
-    let mut dialer = JsPeer::spawn_node("js dialer", None, &trust).await;
-    let target = circuit_addr(&relay.addr(Transport::Tcp), listener.peer_id);
-    let connection = dialer
-        .request(
-            json!({"cmd": "dial", "addr": target.to_string()}),
-            COMMAND_TIMEOUT,
-        )
-        .await;
+    let (mut dialer, target, connection) = js_dialer_through_tcp(&relay, &listener, &trust).await;
     let limits = &connection["limits"];
     eprintln!("js's limits on a circuit without a time limit: {limits}");
     assert!(limits["bytes"].is_null(), "{connection}");
@@ -485,25 +462,5 @@ async fn js_keeps_circuits_of_a_relay_without_a_time_limit_open() {
         limits["seconds"].as_i64().unwrap_or(0) >= i64::from(u32::MAX) - 3600,
         "{connection}"
     );
-    listener
-        .request(
-            json!({"cmd": "serve", "len": MIB, "sendSeed": 2, "recvSeed": 1}),
-            COMMAND_TIMEOUT,
-        )
-        .await;
-    dialer
-        .request(
-            json!({
-                "cmd": "exchange", "addr": target.to_string(),
-                "len": MIB, "sendSeed": 1, "recvSeed": 2,
-            }),
-            TRANSFER_TIMEOUT,
-        )
-        .await;
-    listener.event("exchanged", TRANSFER_TIMEOUT).await;
-    assert!(
-        open_connections(&mut dialer, listener.peer_id).await >= 1,
-        "the relayed connection closed\n{}",
-        dialer.diagnostics()
-    );
+    carries_data_and_stays_open(&mut listener, &mut dialer, &target).await;
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::net::IpAddr;
 
-use dusk_relay::config::Config;
+use dusk_relay::config::{Config, ConnectionLimits};
 use dusk_relay::limits::connections::{Refused, SourceLimits};
 use dusk_relay::limits::relay_per_ip::IpCaps;
 use dusk_relay::metrics::{SourceCapDenials, SourceCapLabel};
@@ -17,16 +17,17 @@ use libp2p::swarm::behaviour::{ConnectionClosed, ConnectionEstablished, ListenFa
 use libp2p::swarm::{ConnectionId, FromSwarm, ListenError, NetworkBehaviour};
 use libp2p::{Multiaddr, PeerId};
 
-fn limits_allowing_all() -> Config {
-    let mut config = Config::default();
-    let c = &mut config.connection_limits;
+/// The relay's connection limits with every per-source cap off but those `caps` sets.
+fn limits_with(caps: impl FnOnce(&mut ConnectionLimits)) -> SourceLimits {
+    let mut c = Config::default().connection_limits;
     (c.max_per_ip, c.max_per_ipv6_64, c.max_per_ipv6_48) = (0, 0, 0);
     (
         c.max_pending_per_ip,
         c.max_pending_per_ipv6_64,
         c.max_pending_per_ipv6_48,
     ) = (0, 0, 0);
-    config
+    caps(&mut c);
+    SourceLimits::new(&c, None)
 }
 
 const LOCAL: &str = "/ip6/2001:db8:ffff::1/tcp/4001";
@@ -102,10 +103,10 @@ fn in_site(n: u16) -> String {
 
 #[test]
 fn one_ipv6_48_rotating_through_its_64s_meets_the_connection_cap_of_the_48() {
-    let mut config = limits_allowing_all();
-    config.connection_limits.max_per_ipv6_64 = 2;
-    config.connection_limits.max_per_ipv6_48 = 4;
-    let mut limits = SourceLimits::new(&config.connection_limits, None);
+    let mut limits = limits_with(|c| {
+        c.max_per_ipv6_64 = 2;
+        c.max_per_ipv6_48 = 4;
+    });
     // One connection from each of four /64s, established.
     for n in 0..4 {
         assert_eq!(pending(&mut limits, n.into(), &in_site(n)), Ok(()));
@@ -122,10 +123,10 @@ fn one_ipv6_48_rotating_through_its_64s_meets_the_connection_cap_of_the_48() {
 
 #[test]
 fn handshakes_in_flight_are_capped_per_ipv6_64_and_48_and_released_when_they_end() {
-    let mut config = limits_allowing_all();
-    config.connection_limits.max_pending_per_ipv6_64 = 2;
-    config.connection_limits.max_pending_per_ipv6_48 = 3;
-    let mut limits = SourceLimits::new(&config.connection_limits, None);
+    let mut limits = limits_with(|c| {
+        c.max_pending_per_ipv6_64 = 2;
+        c.max_pending_per_ipv6_48 = 3;
+    });
     // Two handshakes from one /64: its cap.
     assert_eq!(
         pending(&mut limits, 0, "/ip6/2001:db8:7:1::1/tcp/1"),
@@ -165,9 +166,7 @@ fn handshakes_in_flight_are_capped_per_ipv6_64_and_48_and_released_when_they_end
 
 #[test]
 fn the_handshake_cap_per_ip_names_its_setting_in_the_log() {
-    let mut config = limits_allowing_all();
-    config.connection_limits.max_pending_per_ip = 1;
-    let mut limits = SourceLimits::new(&config.connection_limits, None);
+    let mut limits = limits_with(|c| c.max_pending_per_ip = 1);
     let from = "/ip4/192.0.2.1/tcp/1";
     assert_eq!(pending(&mut limits, 0, from), Ok(()));
     let denied = limits

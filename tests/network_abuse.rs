@@ -20,9 +20,8 @@ use futures::future::join_all;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName};
 use support::process::{relay_command, RelayProcess};
 use support::*;
 
@@ -116,54 +115,19 @@ async fn closed_by_relay(io: &mut (impl AsyncRead + Unpin + ?Sized), limit: Dura
     .is_ok()
 }
 
-/// A TLS client that accepts any certificate: the attacker does not care whom it talks to.
-fn attacker_tls() -> futures_rustls::TlsConnector {
+/// A TLS client that trusts the relay's certificate `cert` (DER) and nothing else.
+fn attacker_tls(cert: &[u8]) -> futures_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(cert.to_vec()))
+        .expect("the relay's certificate as a trust anchor");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_root_certificates(roots)
         .with_no_client_auth();
     futures_rustls::TlsConnector::from(Arc::new(config))
-}
-
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// Resident memory of a process: (now, peak), in bytes.
@@ -215,11 +179,14 @@ async fn sixty_stalled_websockets_declaring_256_mib_frames_from_two_ips_cost_at_
         relay.listen_addr(Transport::Ws),
         relay.listen_addr(Transport::Wss),
     );
+    let cert =
+        CertificateDer::from_pem_file(dir.path().join(dusk_relay::config::defaults::DEV_CERT_FILE))
+            .expect("the relay's WSS certificate");
     let pid = relay.child.id().expect("running");
     let (_, peak_before) = memory(pid);
 
     // Every socket upgraded and held at once: 15 WS and 15 WSS from each attacker IP.
-    let tls = attacker_tls();
+    let tls = attacker_tls(&cert);
     let mut sockets = join_all((0..SOCKETS).map(|i| {
         let from = ATTACKERS[i % 2];
         match (i / 2) % 2 {
@@ -231,9 +198,6 @@ async fn sixty_stalled_websockets_declaring_256_mib_frames_from_two_ips_cost_at_
 
     // While every attacking socket stalls in its handshake, a legitimate pair from
     // 127.0.0.1 gets through: A reserves over WS, B reaches it over WSS.
-    let cert =
-        CertificateDer::from_pem_file(dir.path().join(dusk_relay::config::defaults::DEV_CERT_FILE))
-            .expect("the relay's WSS certificate");
     let mut a = Client::new(Some(cert.to_vec())).await;
     let mut b = Client::new(Some(cert.to_vec())).await;
     a.reserve(&ws).await;
@@ -331,7 +295,7 @@ async fn websocket_upgrade_requests_are_bounded_in_size_and_in_time_on_ws_and_ws
     let mut no_tls_hello = connect_from(ATTACKERS[1], wss).await;
     let mut half_request_over_tls = {
         let tcp = connect_from(ATTACKERS[1], wss).await;
-        let mut tls = attacker_tls()
+        let mut tls = attacker_tls(&relay.certificate())
             .connect(ServerName::from(wss.ip()), tcp)
             .await
             .expect("TLS handshake");

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use dusk_relay::tls;
 use libp2p::multiaddr::Protocol;
-use libp2p::Multiaddr;
 use support::process::*;
 use support::*;
 
@@ -28,16 +27,9 @@ fn healthcheck(dir: &std::path::Path, port: u16, keypair: PathBuf) -> tokio::pro
 #[tokio::test(flavor = "multi_thread")]
 async fn healthcheck_passes_only_when_the_relay_answers_as_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = RelayProcess::spawn(relay_command(dir.path()));
-    relay.line_containing("dusk relay ready").await;
-    let tcp: Multiaddr = relay
-        .seen
-        .iter()
-        .filter(|l| l.contains("relay address: "))
-        .map(|l| after(l, "relay address: ").parse::<Multiaddr>().unwrap())
-        .find(|a| Transport::Tcp.matches(a))
-        .expect("a TCP address");
-    let port = tcp
+    let mut relay = RelayProcess::ready(relay_command(dir.path())).await;
+    let port = relay
+        .listen_addr(Transport::Tcp)
         .iter()
         .find_map(|p| match p {
             Protocol::Tcp(port) => Some(port),

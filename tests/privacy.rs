@@ -9,16 +9,15 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::core::PeerRecord;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId};
+use libp2p::{identify, yamux, Multiaddr, PeerId};
 use prost::Message as _;
 use support::hop::*;
-use support::process::{after, relay_command, RelayProcess};
+use support::process::{relay_command, RelayProcess};
 use support::*;
 use tokio::sync::mpsc;
 
@@ -109,23 +108,12 @@ async fn a_full_session_leaves_no_ip_address_in_the_info_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = relay_command(dir.path());
     command.env("RUST_LOG", "info");
-    let mut out = RelayProcess::spawn(command);
-    out.line_containing("dusk relay ready").await;
+    let mut out = RelayProcess::ready(command).await;
     let ready_at = out.seen.len();
-    let addresses: Vec<Multiaddr> = out
-        .seen
-        .iter()
-        .filter(|l| l.contains("relay address: "))
-        .map(|l| after(l, "relay address: ").parse().expect("a multiaddr"))
-        .collect();
-    let listener = |transport: Transport| {
-        addresses
-            .iter()
-            .find(|a| transport.matches(a))
-            .unwrap_or_else(|| panic!("no {transport:?} address in {addresses:?}"))
-            .clone()
-    };
-    let (tcp, quic) = (listener(Transport::Tcp), listener(Transport::Quic));
+    let (tcp, quic) = (
+        out.listen_addr(Transport::Tcp),
+        out.listen_addr(Transport::Quic),
+    );
     let relay_id = peer_of(&tcp);
 
     // Connect and reserve (A, TCP from 127.0.0.1).
@@ -215,24 +203,13 @@ async fn the_destination_of_a_circuit_never_receives_the_source_addresses() {
     let relay_id = relay.peer_id();
 
     // A: TCP + noise + yamux, raw streams, identify.
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| Destination {
-            stream: libp2p_stream::Behaviour::new(),
-            identify: identify::Behaviour::new(identify::Config::new(
-                "/dusk/1.0.0".into(),
-                key.public(),
-            )),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build();
+    let mut swarm = tcp_swarm(yamux::Config::default, |key| Destination {
+        stream: libp2p_stream::Behaviour::new(),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/dusk/1.0.0".into(),
+            key.public(),
+        )),
+    });
     let a_id = *swarm.local_peer_id();
     let mut control = swarm.behaviour().stream.new_control();
     let mut stops = control.accept(STOP).expect("accept STOP");
@@ -268,14 +245,8 @@ async fn the_destination_of_a_circuit_never_receives_the_source_addresses() {
     )
     .await
     .expect("HOP stream");
-    hop.write_all(&frame(&reserve().encode_to_vec()))
-        .await
-        .unwrap();
-    let answer = within(EVENT_TIMEOUT, "reservation answer", read_frame(&mut hop))
-        .await
-        .expect("an answer");
     assert_eq!(
-        HopMessage::decode(answer.as_slice()).unwrap().status,
+        reserve_on(&mut hop, EVENT_TIMEOUT, "A's reservation").await,
         Some(OK),
         "A's reservation"
     );
@@ -402,28 +373,15 @@ async fn a_peer_cannot_forge_log_lines_or_metric_labels_with_its_identify_text()
         .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0")
         .env("DUSK_RELAY_WS_PORT", "off")
         .env("DUSK_RELAY_WSS_PORT", "off");
-    let mut out = RelayProcess::spawn(command);
-    out.line_containing("dusk relay ready").await;
-    let tcp: Multiaddr = out
-        .seen
-        .iter()
-        .filter(|l| l.contains("relay address: "))
-        .map(|l| after(l, "relay address: ").parse().expect("a multiaddr"))
-        .find(|a| Transport::Tcp.matches(a))
-        .expect("a TCP address");
-    let metrics: std::net::SocketAddr = out
-        .seen
-        .iter()
-        .find_map(|l| l.split_once("metrics and health endpoint: http://"))
-        .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
-        .expect("the metrics endpoint");
+    let mut out = RelayProcess::ready(command).await;
+    let tcp = out.listen_addr(Transport::Tcp);
+    let metrics = out.metrics_addr();
     let relay_id = peer_of(&tcp);
 
     let mut client = Client::new(None).await;
-    let client_id = client.peer_id;
     client.connect(&tcp).await;
     // The relay has identified the client: a push is merged into what it knows.
-    out.line_containing(&format!("identified peer={client_id}"))
+    out.line_containing(&format!("identified peer={}", client.peer_id))
         .await;
 
     // Stacks the relay's own addresses never have, so a label showing them came from

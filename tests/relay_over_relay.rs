@@ -9,13 +9,12 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
 
 use dusk_relay::behaviour::Behaviour as RelayBehaviour;
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{noise, relay, tcp, yamux, Multiaddr, StreamProtocol};
+use libp2p::{relay, yamux, Multiaddr, StreamProtocol};
 use support::*;
 
 #[derive(NetworkBehaviour)]
@@ -32,23 +31,12 @@ async fn hop_is_refused_over_a_relayed_connection() {
     // The second relay: dusk's behaviour plus a relay client, on its own TCP port.
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
-    let mut second = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|key, relay_client| RelayWithClient {
+    let mut second = tcp_relay_client_swarm(yamux::Config::default, |key, relay_client| {
+        RelayWithClient {
             relay_client,
             dusk: RelayBehaviour::new(key, &config),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build();
+        }
+    });
     let second_id = *second.local_peer_id();
     second
         .listen_on(Multiaddr::from(IpAddr::V4(Ipv4Addr::LOCALHOST)).with(Protocol::Tcp(0)))

@@ -99,14 +99,10 @@ async fn register_discover_unregister(transport: Transport) {
     assert!(found.iter().any(|r| r.record.peer_id() == a.peer_id));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rendezvous_register_discover_unregister_over_tcp() {
-    register_discover_unregister(Transport::Tcp).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn rendezvous_register_discover_unregister_over_wss() {
-    register_discover_unregister(Transport::Wss).await;
+transport_tests! {
+    register_discover_unregister;
+    rendezvous_register_discover_unregister_over_tcp => (Transport::Tcp),
+    rendezvous_register_discover_unregister_over_wss => (Transport::Wss),
 }
 
 fn raw_register(namespace: &str, record: Vec<u8>) -> proto::Message {

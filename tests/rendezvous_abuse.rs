@@ -25,6 +25,21 @@ use libp2p::{Multiaddr, PeerId};
 use prost::Message as _;
 use support::*;
 
+/// `client` registers its own circuit address through `relay` under `namespace` with a
+/// raw REGISTER; fails unless the relay accepts it.
+async fn assert_registers(relay: &TestRelay, client: &Client, namespace: &str) {
+    let (status, text) = raw_register_own_circuit(relay, client, namespace).await;
+    assert_eq!(status, ResponseStatus::Ok, "{namespace}: {text}");
+}
+
+/// The same REGISTER as [`assert_registers`], refused with E_UNAVAILABLE: its status
+/// text.
+async fn refused_registration(relay: &TestRelay, client: &Client, namespace: &str) -> String {
+    let (status, text) = raw_register_own_circuit(relay, client, namespace).await;
+    assert_eq!(status, ResponseStatus::EUnavailable, "{namespace}: {text}");
+    text
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_over_the_byte_limit_is_refused_before_it_is_parsed() {
     // Addresses are not what is under test: only bytes count here.
@@ -33,8 +48,7 @@ async fn a_record_over_the_byte_limit_is_refused_before_it_is_parsed() {
     a.connect(&relay.addr(Transport::Tcp)).await;
 
     // A valid record, every address a circuit through this relay, just too big.
-    let circuit = circuit_through(&relay, &a);
-    let addrs = vec![circuit.clone(); 60];
+    let addrs = vec![circuit_through(&relay, &a); 60];
     let record = a.signed_record(addrs.clone());
     assert!(record.len() > 4096, "{} bytes", record.len());
     let (status, text) = raw_register_with(&relay, &a, "dusk/peers", addrs).await;
@@ -55,8 +69,7 @@ async fn a_record_over_the_byte_limit_is_refused_before_it_is_parsed() {
     assert!(text.contains("5000") && text.contains("4096"), "{text}");
 
     // A record within the limit still registers.
-    let (status, text) = raw_register_with(&relay, &a, "dusk/peers", vec![circuit]).await;
-    assert_eq!(status, ResponseStatus::Ok, "{text}");
+    assert_registers(&relay, &a, "dusk/peers").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,9 +127,7 @@ async fn a_request_far_larger_than_any_valid_register_is_not_read() {
     );
 
     // The connection and the server are fine.
-    let circuit = circuit_through(&relay, &a);
-    let (status, text) = raw_register_with(&relay, &a, "dusk/peers", vec![circuit]).await;
-    assert_eq!(status, ResponseStatus::Ok, "{text}");
+    assert_registers(&relay, &a, "dusk/peers").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -319,30 +330,17 @@ async fn registrations_from_one_ip_are_capped_while_another_ip_registers() {
     let a = client_from(&relay, [127, 0, 0, 1].into()).await;
     let b = client_from(&relay, [127, 0, 0, 1].into()).await;
     for (client, namespace) in [(&a, "one"), (&a, "two"), (&b, "one")] {
-        let (status, text) = raw_register_with(
-            &relay,
-            client,
-            namespace,
-            vec![circuit_through(&relay, client)],
-        )
-        .await;
-        assert_eq!(status, ResponseStatus::Ok, "{namespace}: {text}");
+        assert_registers(&relay, client, namespace).await;
     }
-    let (status, text) =
-        raw_register_with(&relay, &b, "two", vec![circuit_through(&relay, &b)]).await;
-    assert_eq!(status, ResponseStatus::EUnavailable, "{text}");
+    let text = refused_registration(&relay, &b, "two").await;
     assert!(text.contains("IP") && text.contains('3'), "{text}");
 
     // Re-registering replaces: no new slot needed.
-    let (status, text) =
-        raw_register_with(&relay, &a, "one", vec![circuit_through(&relay, &a)]).await;
-    assert_eq!(status, ResponseStatus::Ok, "{text}");
+    assert_registers(&relay, &a, "one").await;
 
     // Another IP is not affected.
     let c = client_from(&relay, [127, 0, 0, 2].into()).await;
-    let (status, text) =
-        raw_register_with(&relay, &c, "one", vec![circuit_through(&relay, &c)]).await;
-    assert_eq!(status, ResponseStatus::Ok, "{text}");
+    assert_registers(&relay, &c, "one").await;
 
     // An unregistration gives the slot back.
     raw_send(&a, relay_id, raw_unregister("two")).await;
@@ -354,9 +352,7 @@ async fn registrations_from_one_ip_are_capped_while_another_ip_registers() {
         _ => None,
     })
     .await;
-    let (status, text) =
-        raw_register_with(&relay, &b, "two", vec![circuit_through(&relay, &b)]).await;
-    assert_eq!(status, ResponseStatus::Ok, "{text}");
+    assert_registers(&relay, &b, "two").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -371,32 +367,22 @@ async fn register_requests_are_rate_limited_per_peer_and_per_ip() {
     let c = client_from(&relay, [127, 0, 0, 2].into()).await;
 
     for _ in 0..3 {
-        let (status, text) =
-            raw_register_with(&relay, &a, "ns", vec![circuit_through(&relay, &a)]).await;
-        assert_eq!(status, ResponseStatus::Ok, "{text}");
+        assert_registers(&relay, &a, "ns").await;
     }
-    let (status, text) =
-        raw_register_with(&relay, &a, "ns", vec![circuit_through(&relay, &a)]).await;
-    assert_eq!(status, ResponseStatus::EUnavailable, "{text}");
+    let text = refused_registration(&relay, &a, "ns").await;
     assert!(text.contains("3 per minute"), "{text}");
 
     // Another identity on the same IP: two more fit the IP's 5 per minute (A's refused
     // fourth was stopped by A's own limit, before it cost the IP anything), then the IP
     // is out.
     for _ in 0..2 {
-        let (status, text) =
-            raw_register_with(&relay, &b, "ns", vec![circuit_through(&relay, &b)]).await;
-        assert_eq!(status, ResponseStatus::Ok, "{text}");
+        assert_registers(&relay, &b, "ns").await;
     }
-    let (status, text) =
-        raw_register_with(&relay, &b, "ns", vec![circuit_through(&relay, &b)]).await;
-    assert_eq!(status, ResponseStatus::EUnavailable, "{text}");
+    let text = refused_registration(&relay, &b, "ns").await;
     assert!(text.contains("5 per minute"), "{text}");
 
     // Another IP is not affected.
-    let (status, text) =
-        raw_register_with(&relay, &c, "ns", vec![circuit_through(&relay, &c)]).await;
-    assert_eq!(status, ResponseStatus::Ok, "{text}");
+    assert_registers(&relay, &c, "ns").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -405,14 +391,7 @@ async fn discover_without_a_namespace_is_refused_unless_the_operator_allows_it()
         let relay = TestRelay::start_with(|c| c.rendezvous.allow_discover_all = allowed).await;
         let mut a = relay.client().await;
         a.connect(&relay.addr(Transport::Tcp)).await;
-        let (status, text) = raw_register_with(
-            &relay,
-            &a,
-            "dusk/community/3f2a9c",
-            vec![circuit_through(&relay, &a)],
-        )
-        .await;
-        assert_eq!(status, ResponseStatus::Ok, "{text}");
+        assert_registers(&relay, &a, "dusk/community/3f2a9c").await;
 
         let (status, text, found) =
             discover_status(&raw_request(&a, relay.peer_id(), raw_discover(None)).await);
@@ -534,9 +513,7 @@ async fn peers_never_see_the_stores_error_text_but_the_log_does() {
     let mut a = relay.client().await;
     a.connect(&relay.addr(Transport::Tcp)).await;
 
-    let (status, text) =
-        raw_register_with(&relay, &a, "dusk/peers", vec![circuit_through(&relay, &a)]).await;
-    assert_eq!(status, ResponseStatus::EUnavailable);
+    let text = refused_registration(&relay, &a, "dusk/peers").await;
     assert!(
         !text.contains("secret") && !text.contains("hunter2"),
         "{text}"

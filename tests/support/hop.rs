@@ -6,6 +6,8 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::PeerId;
 use prost::Message as _;
 
+use std::time::Duration;
+
 use super::{within, Client, EVENT_TIMEOUT};
 
 pub use dusk_relay::circuit::proto::*;
@@ -66,4 +68,19 @@ pub async fn hop_exchange(client: &Client, relay: PeerId, bytes: &[u8]) -> Optio
 /// The status the relay answers one well-formed HOP request with.
 pub async fn hop_request(client: &Client, relay: PeerId, message: HopMessage) -> Option<i32> {
     hop_exchange(client, relay, &frame(&message.encode_to_vec())).await
+}
+
+/// Writes a RESERVE on `stream`, an open HOP stream, and returns the status the relay
+/// answers within `limit`; panics naming `what` if the stream is closed.
+pub async fn reserve_on(stream: &mut libp2p::Stream, limit: Duration, what: &str) -> Option<i32> {
+    stream
+        .write_all(&frame(&reserve().encode_to_vec()))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the connection is closed ({e})"));
+    let answer = within(limit, "reservation answer", read_frame(stream))
+        .await
+        .unwrap_or_else(|| panic!("{what}: no answer on the HOP stream"));
+    HopMessage::decode(answer.as_slice())
+        .expect("a HopMessage")
+        .status
 }

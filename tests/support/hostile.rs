@@ -62,9 +62,16 @@ pub fn panics_of(name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs test `name` within [`TEST_TIME`] on a runtime of its own, stops every task it
-/// left, then fails if any of its tasks panicked.
-pub fn run_isolated(name: &str, test: impl std::future::Future<Output = ()>) {
+/// Runs the calling test within [`TEST_TIME`] on a runtime of its own, stops every task
+/// it left, then fails if any of its tasks panicked. Call it from the test's own thread:
+/// the test harness (libtest, nextest) names that thread after the test, and the
+/// runtime's threads take that name after [`THREAD_PREFIX`].
+pub fn run_isolated(test: impl std::future::Future<Output = ()>) {
+    let thread = std::thread::current();
+    let name = thread
+        .name()
+        .filter(|name| *name != "main")
+        .expect("run_isolated runs on a test thread, named after its test");
     record_panics();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -198,29 +205,32 @@ pub async fn relay_still_serves(relay: &TestRelay, transport: Transport) {
     }
 }
 
-/// A client connected to `relay` over TCP, and a HOP stream it keeps open as a witness:
-/// after the hostile streams, the same connection must still be served.
-pub async fn client_with_witness(relay: &TestRelay) -> (Client, libp2p::Stream) {
+/// A relay, a client connected to it over `transport` and a HOP stream the client keeps
+/// open as a witness: opened before the hostile streams and used after them, it only
+/// works if the connection they ran on survived.
+pub async fn relay_with_witness(transport: Transport) -> (TestRelay, Client, libp2p::Stream) {
+    let relay = TestRelay::start().await;
     let mut client = relay.client().await;
-    client.connect(&relay.addr(Transport::Tcp)).await;
+    client.connect(&relay.addr(transport)).await;
     let witness = open_hop(&client, relay.peer_id())
         .await
         .expect("HOP stream");
-    (client, witness)
+    (relay, client, witness)
 }
 
-/// A RESERVE on the witness stream is accepted: the connection survived.
-pub async fn witness_reserves(witness: &mut libp2p::Stream, what: &str) {
-    witness
-        .write_all(&encode(reserve()))
-        .await
-        .unwrap_or_else(|e| panic!("{what}: the connection is closed ({e})"));
-    let answer = within(ANSWER_TIMEOUT, "reservation answer", read_frame(witness))
-        .await
-        .expect("an answer on the witness stream");
+/// The relay came through the hostile streams: a RESERVE on the witness stream is
+/// accepted (`what`: the connection survived) and the relay still serves over
+/// `transport`.
+pub async fn relay_survived(
+    relay: &TestRelay,
+    transport: Transport,
+    witness: &mut libp2p::Stream,
+    what: &str,
+) {
     assert_eq!(
-        HopMessage::decode(answer.as_slice()).unwrap().status,
+        reserve_on(witness, ANSWER_TIMEOUT, what).await,
         Some(OK),
         "{what}"
     );
+    relay_still_serves(relay, transport).await;
 }

@@ -4,24 +4,19 @@ use super::*;
 
 /// A minimal HTTP/1.1 request to the relay's endpoint; returns the status and the body.
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
+    let stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the endpoint");
+    // As a futures-io stream (libp2p's wrapper), like the libp2p streams tests read.
+    let mut stream = libp2p::tcp::tokio::TcpStream(stream);
     let request =
         format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
         .expect("send request");
-    let mut response = String::new();
-    within(
-        EVENT_TIMEOUT,
-        "HTTP response",
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .expect("read response");
+    let response = String::from_utf8(read_to_end_within(&mut stream, "HTTP response").await)
+        .expect("a UTF-8 response");
     let status = response
         .split_whitespace()
         .nth(1)

@@ -15,6 +15,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use dusk_relay::RelayEvent;
+use tokio::sync::broadcast;
+
+use super::{exchange_unequal, relay_event, within, Client, EVENT_TIMEOUT};
+
 /// Bound for a command that moves MiBs through the relay on a shared 2-core machine.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound for anything else (reserve, dial): loopback, well under a second.
@@ -287,6 +292,23 @@ impl JsPeer {
         }
     }
 
+    /// Waits for the relay (its `events`) to accept this peer's reservation, then checks
+    /// that the peer lists a circuit address.
+    pub async fn reserved_on(&self, events: &mut broadcast::Receiver<RelayEvent>) {
+        let peer_id = self.peer_id;
+        relay_event(events, |e| {
+            matches!(e, RelayEvent::ReservationAccepted { peer, .. } if *peer == peer_id)
+                .then_some(())
+        })
+        .await;
+        assert!(
+            self.addrs.iter().any(dusk_relay::multiaddr_ext::is_relayed),
+            "{} has no circuit address after reserving: {:?}",
+            self.name,
+            self.addrs
+        );
+    }
+
     /// The peer's connections as it sees them now.
     pub async fn connections(&mut self) -> Vec<Value> {
         let reply = self
@@ -355,6 +377,68 @@ pub fn exchanged_ms(message: &Value, sent: usize, received: usize) -> f64 {
         "{message}"
     );
     message["ms"].as_f64().expect("ms")
+}
+
+/// The slower side's time of a transfer, in milliseconds: js's report (checked, as
+/// [`exchanged_ms`] does, to have sent `js_sent` bytes and received `js_received`) or
+/// the Rust side's `rust`.
+pub fn transfer_ms(js_report: &Value, js_sent: usize, js_received: usize, rust: Duration) -> f64 {
+    exchanged_ms(js_report, js_sent, js_received).max(rust.as_secs_f64() * 1000.0)
+}
+
+/// The Rust client `rust` dials `js` through the relay at `relay_addr`, and they
+/// exchange verified bytes on one data stream: Rust sends `rust_sends` (seed 1), js
+/// sends `js_sends` (seed 2), at once. Returns js's `exchanged` event and the Rust
+/// side's time.
+pub async fn rust_dials_js(
+    rust: &mut Client,
+    relay_addr: &Multiaddr,
+    js: &mut JsPeer,
+    rust_sends: usize,
+    js_sends: usize,
+) -> (Value, Duration) {
+    rust.connect(relay_addr).await;
+    rust.dial_through(relay_addr, js.peer_id).await;
+    js.request(
+        json!({
+            "cmd": "serve", "sendLen": js_sends, "recvLen": rust_sends,
+            "sendSeed": 2, "recvSeed": 1,
+        }),
+        COMMAND_TIMEOUT,
+    )
+    .await;
+    let stream = rust.open_data_stream(js.peer_id).await;
+    let rust_elapsed = exchange_unequal(stream, rust_sends, js_sends, 1, 2).await;
+    let inbound = js.event("exchanged", TRANSFER_TIMEOUT).await;
+    (inbound, rust_elapsed)
+}
+
+/// `js` dials `target`, a Rust peer's circuit address, and they exchange verified bytes
+/// on one data stream, which the Rust side takes from `incoming`: js sends `js_sends`
+/// seeded `seeds.0`, Rust sends `rust_sends` seeded `seeds.1`, at once. Returns js's
+/// reply and the Rust side's time.
+pub async fn js_dials_rust(
+    js: &mut JsPeer,
+    target: &Multiaddr,
+    incoming: &mut libp2p_stream::IncomingStreams,
+    js_sends: usize,
+    rust_sends: usize,
+    (js_seed, rust_seed): (u64, u64),
+) -> (Value, Duration) {
+    use futures::StreamExt;
+    let command = json!({
+        "cmd": "exchange", "addr": target.to_string(),
+        "sendLen": js_sends, "recvLen": rust_sends, "sendSeed": js_seed, "recvSeed": rust_seed,
+    });
+    let js_peer = js.peer_id;
+    let rust_side = async {
+        let (from, stream) = within(EVENT_TIMEOUT, "incoming data stream", incoming.next())
+            .await
+            .expect("incoming streams open");
+        assert_eq!(from, js_peer);
+        exchange_unequal(stream, rust_sends, js_sends, rust_seed, js_seed).await
+    };
+    futures::future::join(js.request(command, TRANSFER_TIMEOUT), rust_side).await
 }
 
 /// Standard base64 with padding (for PEM and Chromium's SPKI list).

@@ -4,8 +4,9 @@
 //! only turns a hang into a failure. By topic: `test_relay` (a relay in this process),
 //! `test_client` (client swarms), `exchange` (verified bytes through circuits),
 //! `rendezvous_requests`, `http` (/metrics), `hop` (raw HOP/STOP), `process` (the
-//! binary as a child), `redis` (a redis-server per test), `js` (js-libp2p peers).
-#![allow(dead_code, unused_imports)] // each test file uses part of this module
+//! binary as a child), `redis` (a redis-server per test), `js` (js-libp2p peers),
+//! `swarm` (bare TCP swarms for peers the client cannot play).
+#![allow(dead_code, unused_imports, unused_macros)] // each test file uses part of this module
 
 mod exchange;
 pub mod hop;
@@ -15,12 +16,14 @@ pub mod js;
 pub mod process;
 pub mod redis;
 mod rendezvous_requests;
+mod swarm;
 mod test_client;
 mod test_relay;
 
 pub use exchange::*;
 pub use http::*;
 pub use rendezvous_requests::*;
+pub use swarm::*;
 pub use test_client::*;
 pub use test_relay::*;
 
@@ -73,3 +76,39 @@ pub async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) 
         .await
         .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
 }
+
+/// Everything `stream` sends until it closes, within [`EVENT_TIMEOUT`]; `what` names it.
+pub async fn read_to_end_within(
+    stream: &mut (impl futures::AsyncRead + Unpin),
+    what: &str,
+) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    within(EVENT_TIMEOUT, what, stream.read_to_end(&mut bytes))
+        .await
+        .unwrap_or_else(|e| panic!("read {what}: {e}"));
+    bytes
+}
+
+/// One `#[tokio::test]` per row, each running a scenario with its own arguments, so a
+/// scenario over several transports reads as a table:
+///
+/// ```ignore
+/// transport_tests! {
+///     relay_8_mib;
+///     circuit_over_tcp_carries_8_mib_both_ways => (Transport::Tcp, Transport::Tcp),
+/// }
+/// ```
+///
+/// makes `async fn circuit_over_tcp_carries_8_mib_both_ways()` (multi-threaded runtime)
+/// that awaits `relay_8_mib(Transport::Tcp, Transport::Tcp)`.
+macro_rules! transport_tests {
+    ($scenario:ident; $($test:ident => ($($arg:expr),* $(,)?)),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $test() {
+                $scenario($($arg),*).await;
+            }
+        )+
+    };
+}
+pub(crate) use transport_tests;

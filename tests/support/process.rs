@@ -45,24 +45,40 @@ pub struct RelayProcess {
 }
 
 impl RelayProcess {
-    /// `command` with its WebSocket listeners off (TCP and QUIC stay), started, once it
-    /// has said it is ready.
-    pub async fn ready_without_websockets(mut command: Command) -> RelayProcess {
-        command
-            .env("DUSK_RELAY_WS_PORT", "off")
-            .env("DUSK_RELAY_WSS_PORT", "off");
+    /// `command` started, once it has said it is ready.
+    pub async fn ready(command: Command) -> RelayProcess {
         let mut relay = RelayProcess::spawn(command);
         relay.line_containing("dusk relay ready").await;
         relay
     }
 
-    /// The listen address for `transport` (with `/p2p/<relay>`) from the start-up lines
-    /// seen so far (wait for "dusk relay ready" first).
-    pub fn listen_addr(&self, transport: super::Transport) -> libp2p::Multiaddr {
+    /// [`Self::ready`] with the WebSocket listeners off (TCP and QUIC stay).
+    pub async fn ready_without_websockets(mut command: Command) -> RelayProcess {
+        command
+            .env("DUSK_RELAY_WS_PORT", "off")
+            .env("DUSK_RELAY_WSS_PORT", "off");
+        RelayProcess::ready(command).await
+    }
+
+    /// The listen addresses (with `/p2p/<relay>`), one per listener, from the
+    /// `relay address:` lines seen so far (wait for "dusk relay ready" first); announced
+    /// external addresses are left out.
+    pub fn listen_addrs(&self) -> Vec<libp2p::Multiaddr> {
         self.seen
             .iter()
             .filter_map(|l| l.split_once("relay address: ").map(|(_, a)| a.trim()))
-            .filter_map(|a| a.parse().ok())
+            .filter(|a| !a.ends_with("(announced)"))
+            .map(|a| {
+                a.parse()
+                    .unwrap_or_else(|e| panic!("relay address {a:?}: {e}"))
+            })
+            .collect()
+    }
+
+    /// The listen address for `transport`, from [`Self::listen_addrs`].
+    pub fn listen_addr(&self, transport: super::Transport) -> libp2p::Multiaddr {
+        self.listen_addrs()
+            .into_iter()
             .find(|a| transport.matches(a))
             .unwrap_or_else(|| panic!("no {transport:?} address in {:?}", self.seen))
     }

@@ -93,14 +93,7 @@ pub async fn raw_request(
 ) -> dusk_relay::rendezvous::proto::Message {
     use prost::Message as _;
     let mut stream = raw_send(client, relay, request).await;
-    let mut response = Vec::new();
-    within(
-        EVENT_TIMEOUT,
-        "rendezvous response",
-        stream.read_to_end(&mut response),
-    )
-    .await
-    .expect("read response");
+    let response = read_to_end_within(&mut stream, "rendezvous response").await;
     let mut body = response.as_slice();
     let (len, rest) = unsigned_varint::decode::usize(body).expect("length prefix");
     body = &rest[..len];
@@ -194,6 +187,22 @@ pub async fn raw_register_with(
         )
         .await,
     )
+}
+
+/// [`raw_register_with`] carrying the client's own circuit address through `relay`, the
+/// one address a dusk client registers.
+pub async fn raw_register_own_circuit(
+    relay: &TestRelay,
+    client: &Client,
+    namespace: &str,
+) -> (ResponseStatus, String) {
+    raw_register_with(
+        relay,
+        client,
+        namespace,
+        vec![circuit_through(relay, client)],
+    )
+    .await
 }
 
 /// A client connected to `relay` whose connection comes from `ip` (QUIC dials leave

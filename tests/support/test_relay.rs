@@ -45,6 +45,14 @@ impl TestRelay {
     }
 }
 
+/// An access list that denies `peer` and serves everyone else.
+pub fn denying(peer: PeerId) -> dusk_relay::access::AccessList {
+    dusk_relay::access::AccessList {
+        allow: Vec::new(),
+        deny: vec![dusk_relay::access::Entry::Peer(peer)],
+    }
+}
+
 pub async fn start_relay_in(dir: &Path, adjust: impl FnOnce(&mut Config)) -> RelayHandle {
     let mut config = test_config(dir);
     adjust(&mut config);
