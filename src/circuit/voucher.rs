@@ -37,8 +37,8 @@ pub enum VoucherError {
     Message(#[from] prost::DecodeError),
     #[error("the voucher holds an invalid peer id")]
     PeerId,
-    #[error("the voucher is signed by {signer}, not by the relay it names ({relay})")]
-    SignerIsNotRelay { signer: PeerId, relay: PeerId },
+    #[error("the voucher is not signed by the relay it names")]
+    SignerIsNotRelay,
 }
 
 /// The voucher for `peer`'s reservation on the relay whose key is `relay_key`, expiring
@@ -67,12 +67,8 @@ pub fn open(bytes: &[u8]) -> Result<Voucher, VoucherError> {
         peer: peer_id(&message.peer)?,
         expiration: message.expiration,
     };
-    let signer = signer.to_peer_id();
-    if signer != voucher.relay {
-        return Err(VoucherError::SignerIsNotRelay {
-            signer,
-            relay: voucher.relay,
-        });
+    if signer.to_peer_id() != voucher.relay {
+        return Err(VoucherError::SignerIsNotRelay);
     }
     Ok(voucher)
 }
@@ -108,10 +104,7 @@ mod tests {
         let envelope =
             SignedEnvelope::new(&signer, DOMAIN.into(), PAYLOAD_TYPE.to_vec(), payload).unwrap();
         let err = open(&envelope.into_protobuf_encoding()).unwrap_err();
-        assert!(
-            matches!(err, VoucherError::SignerIsNotRelay { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, VoucherError::SignerIsNotRelay), "{err}");
     }
 
     #[test]
