@@ -1,9 +1,10 @@
 //! The relay's configuration: defaults < TOML file < `DUSK_*` environment variables <
-//! command-line flags (merged by [`crate::config::settings`]), parsed and validated once at
+//! command-line flags (merged by [`crate::config::layers`]), parsed and validated once at
 //! start. A bad value stops the relay before anything listens, with an error naming the
 //! setting as the operator wrote it and the value.
 
 pub mod defaults;
+pub mod layers;
 mod parse;
 mod print;
 pub mod settings;
@@ -16,7 +17,8 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::access::AccessList;
 
-use settings::{FileError, Id, Layers, Named};
+use layers::{FileError, Layers, Named};
+use settings::Id;
 
 /// Everything the relay needs to start. Fields are public so tests and embedders can
 /// build one directly; [`Config::load`] is what the binary uses.
