@@ -48,8 +48,9 @@ pub struct Caps {
 }
 
 impl Caps {
-    /// Why a registration was refused, for the peer and the log.
-    pub fn refusal(&self, outcome: RegisterOutcome) -> String {
+    /// Why `outcome` refused a registration, for the peer and the log; `None` when it
+    /// was stored.
+    pub fn refusal(&self, outcome: RegisterOutcome) -> Option<String> {
         let Caps {
             per_peer,
             total,
@@ -57,15 +58,15 @@ impl Caps {
             total_bytes,
         } = *self;
         use RegisterOutcome::*;
-        match outcome {
-            Registered => "registered".into(),
+        Some(match outcome {
+            Registered => return None,
             PeerFull => format!("this peer already holds {per_peer} registrations"),
             StoreFull => format!("the relay holds its maximum of {total} registrations"),
             PeerBytesFull => format!("this peer's records would pass {per_peer_bytes} bytes"),
             StoreBytesFull => {
                 format!("the relay holds its maximum of {total_bytes} bytes of records")
             }
-        }
+        })
     }
 }
 

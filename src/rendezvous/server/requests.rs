@@ -99,10 +99,8 @@ impl Server {
                 }),
                 ..Pending::silent()
             };
-            let limit =
-                |reason: String| refused(ResponseStatus::EUnavailable, &reason, reason.clone());
-            let mut done = match outcome {
-                Ok(RegisterOutcome::Registered) => {
+            let mut done = match outcome.map(|outcome| caps.refusal(outcome)) {
+                Ok(None) => {
                     let total = count(&*store).await;
                     Pending {
                         response: Some(register_response(ResponseStatus::Ok, "", Some(ttl))),
@@ -115,7 +113,7 @@ impl Server {
                         ..Pending::silent()
                     }
                 }
-                Ok(full) => limit(caps.refusal(full)),
+                Ok(Some(reason)) => refused(ResponseStatus::EUnavailable, &reason, reason.clone()),
                 Err((told, logged)) => refused(ResponseStatus::EUnavailable, told, logged),
             };
             done.sources = Bookkeeping::Settle { slot, stored };
