@@ -13,7 +13,6 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::Codec as _;
 use libp2p::{Multiaddr, PeerId};
 
-use crate::circuit::streams::{Negotiation, Verdict};
 use crate::config::Config;
 use crate::rendezvous::codec::Codec;
 use crate::rendezvous::proto;
@@ -100,25 +99,14 @@ pub fn circuit_address(data: &[u8]) {
     }
 }
 
-/// A HOP request body from a peer the access list denies.
+/// One HOP request as a peer writes it on a stream (varint length and protobuf), read
+/// and judged exactly as the circuit server's handler does.
 pub fn hop_request(data: &[u8]) {
-    let _ = crate::access::gate::requested(data);
-}
-
-/// What the relay writes while negotiating a stream's protocol, which a peer steers by
-/// what it proposes; fed in pieces whose sizes the input's first byte chooses, as reads
-/// and writes split it.
-pub fn negotiation(data: &[u8]) {
-    let Some((&split, data)) = data.split_first() else {
-        return;
-    };
-    let step = usize::from(split).max(1);
-    let mut negotiation = Negotiation::default();
-    for chunk in data.chunks(step) {
-        if negotiation.feed(chunk) != Verdict::Undecided {
-            break;
-        }
+    let mut io = futures::io::Cursor::new(data);
+    if let Ok(message) = block_on(crate::circuit::wire::read_message(&mut io)) {
+        let _ = crate::circuit::wire::hop_request(&message);
     }
+    let _ = crate::circuit::wire::parse_hop_request(data);
 }
 
 #[cfg(test)]
@@ -172,8 +160,14 @@ mod seeds {
             }),
             ..Default::default()
         };
-        let hop = b"\x13/multistream/1.0.0\n\x20/libp2p/circuit/relay/0.2.0/hop\n";
-        let na = b"\x13/multistream/1.0.0\n\x03na\n\x03na\n\x20/libp2p/circuit/relay/0.2.0/hop\n";
+        let connect = crate::circuit::proto::HopMessage {
+            r#type: crate::circuit::proto::CONNECT,
+            peer: Some(crate::circuit::proto::Peer {
+                id: fixture.registrant.to_bytes(),
+                addrs: Vec::new(),
+            }),
+            ..Default::default()
+        };
         vec![
             (
                 "rendezvous_request",
@@ -195,8 +189,6 @@ mod seeds {
                     .with(libp2p::multiaddr::Protocol::P2p(fixture.registrant))
                     .to_vec(),
             ),
-            ("negotiation", "hop", [&[7u8][..], hop].concat()),
-            ("negotiation", "na_then_hop", [&[1u8][..], na].concat()),
             ("hop_request", "reserve", vec![0x08, 0x00]),
             (
                 "hop_request",
@@ -204,6 +196,12 @@ mod seeds {
                 vec![0x08, 0x01, 0x12, 0x02, 0x0a, 0x00],
             ),
             ("hop_request", "status", vec![0x08, 0x02, 0x28, 0xca, 0x01]),
+            ("hop_request", "reserve_framed", vec![0x02, 0x08, 0x00]),
+            (
+                "hop_request",
+                "connect_framed",
+                connect.encode_length_delimited_to_vec(),
+            ),
         ]
     }
 
@@ -214,7 +212,6 @@ mod seeds {
                 "rendezvous_request" => rendezvous_request(&bytes),
                 "rendezvous_cookie" => rendezvous_cookie(&bytes),
                 "circuit_address" => circuit_address(&bytes),
-                "negotiation" => negotiation(&bytes),
                 _ => hop_request(&bytes),
             }
         }

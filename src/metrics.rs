@@ -1,5 +1,6 @@
-//! Prometheus metrics: libp2p's own (swarm, identify, ping, relay, bandwidth per
-//! transport) plus the relay's gauges and counters.
+//! Prometheus metrics: libp2p's own (swarm, ping, bandwidth per transport) plus the
+//! relay's gauges and counters (reservations and circuits among them, counted by our own
+//! circuit server).
 //!
 //! Privacy and cardinality: no label carries a peer id, an IP address or a rendezvous
 //! namespace. Labels take values from small fixed sets (transport, status code, outcome).
@@ -9,7 +10,9 @@
 //! are the stacks of this relay's own listeners and of the addresses its transports
 //! give connections, a small fixed set.
 
-use libp2p::{identify, ping, relay, Multiaddr};
+use libp2p::{identify, ping, Multiaddr};
+
+use crate::circuit::proto::Status;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -118,7 +121,7 @@ impl Metrics {
         self.source_cap_denials.clone()
     }
 
-    /// The counter [`crate::circuit::streams`] updates from inside every connection.
+    /// The counter [`crate::circuit::splice`] updates for every byte a circuit carries.
     pub fn relayed_bytes(&self) -> Counter {
         self.relayed_bytes.clone()
     }
@@ -267,11 +270,6 @@ impl Metrics {
         self.libp2p.record(event);
     }
 
-    pub fn record_relay(&self, event: &relay::Event) {
-        use libp2p::metrics::Recorder;
-        self.libp2p.record(event);
-    }
-
     /// Counted by kind only: libp2p's recorder would label gauges with the protocol
     /// stacks of the addresses the peer reports (see the module doc).
     pub fn record_identify(&self, event: &identify::Event) {
@@ -297,10 +295,10 @@ impl Metrics {
         self.reservations_accepted.inc();
     }
 
-    pub fn reservation_denied(&self, status: relay::StatusCode) {
+    pub fn reservation_denied(&self, status: Status) {
         self.reservation_denials
             .get_or_create(&StatusLabel {
-                status: status_name(status),
+                status: status.as_str_name().to_owned(),
             })
             .inc();
     }
@@ -318,10 +316,10 @@ impl Metrics {
         self.circuits.set(open as i64);
     }
 
-    pub fn circuit_denied(&self, status: relay::StatusCode) {
+    pub fn circuit_denied(&self, status: Status) {
         self.circuit_denials
             .get_or_create(&StatusLabel {
-                status: status_name(status),
+                status: status.as_str_name().to_owned(),
             })
             .inc();
     }
@@ -375,17 +373,4 @@ impl Metrics {
             .get_or_create(&DeniedLabel { what })
             .inc();
     }
-}
-
-/// `RESOURCE_LIMIT_EXCEEDED` and friends: the spec's names, a fixed set.
-fn status_name(status: relay::StatusCode) -> String {
-    let name = format!("{status:?}");
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
 }

@@ -6,13 +6,14 @@
 //! afterwards. Rendezvous frames, stalled handshakes and padded negotiations:
 //! `tests/hostile_streams.rs`.
 //!
-//! What libp2p-relay 0.22 does with a bad HOP frame (`protocol/inbound_hop.rs`): every
-//! decode or validation error (stream ended early, length over its 4096-byte cap, not
-//! protobuf, STATUS or an unknown type first, CONNECT without a peer or with a bad peer
-//! id) drops the stream without an answer; it never sends MALFORMED_MESSAGE (400) or
-//! UNEXPECTED_MESSAGE (401). A valid request is answered once and the stream closed;
-//! anything after it is ignored. Reservations over relayed connections are covered by
-//! `tests/relay_over_relay.rs` (libp2p gives them a handler without HOP).
+//! What the relay's own HOP server does with a bad frame (`src/circuit/wire.rs`, as the
+//! spec says): a stream that ends before a whole frame is dropped unanswered (nobody is
+//! left to read an answer); a length over the 4096-byte cap, bytes that are not protobuf,
+//! an unknown type, or a CONNECT without a valid peer id is answered MALFORMED_MESSAGE
+//! (400); a STATUS sent as a request UNEXPECTED_MESSAGE (401). A valid request is
+//! answered once and the stream closed; anything after it is ignored. (libp2p-relay
+//! 0.22, which the relay used before, dropped every one of these unanswered.)
+//! Reservations over relayed connections are covered by `tests/relay_over_relay.rs`.
 
 mod support;
 
@@ -23,6 +24,9 @@ use libp2p::PeerId;
 use support::hop::*;
 use support::hostile::*;
 use support::*;
+
+const MALFORMED: i32 = Status::MalformedMessage as i32;
+const UNEXPECTED: i32 = Status::UnexpectedMessage as i32;
 
 /// One hostile input and what the relay must do with it.
 struct Case {
@@ -45,7 +49,7 @@ fn case(what: &'static str, bytes: Vec<u8>, close: bool, answers: &[i32]) -> Cas
 
 /// Every hostile HOP input. `absent` holds no reservation.
 fn hop_cases(relay: PeerId, absent: PeerId) -> Vec<Case> {
-    const MAX_HOP_MESSAGE: usize = 4096; // libp2p-relay's MAX_MESSAGE_SIZE
+    const MAX_HOP_MESSAGE: usize = 4096; // the relay's cap, as libp2p-relay's MAX_MESSAGE_SIZE
     let status_first = HopMessage {
         r#type: HOP_STATUS,
         status: Some(OK),
@@ -98,46 +102,62 @@ fn hop_cases(relay: PeerId, absent: PeerId) -> Vec<Case> {
             "oversized frame: 4097 bytes announced and sent",
             frame(&vec![0x08; MAX_HOP_MESSAGE + 1]),
             false,
-            &[],
+            &[MALFORMED],
         ),
         case(
             "oversized length prefix only (1 GiB)",
             prefix(1 << 30),
             false,
-            &[],
+            &[MALFORMED],
         ),
-        case("10-byte varint length (2^63)", huge_varint, false, &[]),
-        case("overlong varint (11 bytes)", vec![0xff; 11], false, &[]),
+        case(
+            "10-byte varint length (2^63)",
+            huge_varint,
+            false,
+            &[MALFORMED],
+        ),
+        case(
+            "overlong varint (11 bytes)",
+            vec![0xff; 11],
+            false,
+            &[MALFORMED],
+        ),
+        // Its first two bytes are a length prefix over the cap.
         case(
             "garbage bytes, then end of stream",
             garbage(64, 1),
             true,
-            &[],
+            &[MALFORMED],
         ),
         case(
             "a frame that is not protobuf",
             frame(&[0xff; 32]),
             false,
-            &[],
+            &[MALFORMED],
         ),
         case(
             "STATUS as the first message",
             encode(status_first),
             false,
-            &[],
+            &[UNEXPECTED],
         ),
-        case("unknown message type 7", encode(unknown_type), false, &[]),
+        case(
+            "unknown message type 7",
+            encode(unknown_type),
+            false,
+            &[MALFORMED],
+        ),
         case(
             "CONNECT without a peer",
             encode(connect_without_peer),
             false,
-            &[],
+            &[MALFORMED],
         ),
         case(
             "CONNECT with a garbage peer id",
             encode(connect_to_garbage_id),
             false,
-            &[],
+            &[MALFORMED],
         ),
         case(
             "CONNECT to a peer with no reservation",
@@ -164,10 +184,10 @@ fn hop_cases(relay: PeerId, absent: PeerId) -> Vec<Case> {
             &[NO_RESERVATION],
         ),
         case(
-            "STATUS then RESERVE back to back: dropped at the first",
+            "STATUS then RESERVE back to back: only the first is answered",
             status_then_reserve,
             false,
-            &[],
+            &[UNEXPECTED],
         ),
         // prost does not enforce proto2's `required`: an empty message is type 0.
         case("an empty frame (read as RESERVE)", frame(&[]), false, &[OK]),
@@ -213,9 +233,9 @@ fn hostile_hop_frames_over_quic_get_a_status_or_a_closed_stream_and_the_relay_st
     run_isolated(hostile_hop_frames(Transport::Quic));
 }
 
-/// A denied peer's HOP streams are served by the access gate's own small parser
-/// (`src/access/gate.rs`), not libp2p's: the same hostile frames get a closed stream,
-/// and a well-formed request still gets PERMISSION_DENIED.
+/// A denied peer's HOP streams are read as everyone's (`src/circuit/handler.rs`): the
+/// same hostile frames get the same answers, and a well-formed request gets
+/// PERMISSION_DENIED.
 #[test]
 fn hostile_hop_frames_from_a_denied_peer_get_a_closed_stream_and_requests_permission_denied() {
     run_isolated(async {
@@ -226,13 +246,13 @@ fn hostile_hop_frames_from_a_denied_peer_get_a_closed_stream_and_requests_permis
         let mut denied = denied;
         denied.connect(&relay.addr(Transport::Tcp)).await;
 
-        // The gate closes a denied connection after its first answer or its grace period
-        // (5 s): these are sent at once and take milliseconds.
+        // A denied connection is closed 1 s after its first PERMISSION_DENIED, or after
+        // its grace period (5 s): these are sent at once and take milliseconds.
         let cases = [
             case("truncated frame", truncated(100, 10), true, &[]),
-            case("oversized length prefix", prefix(4097), false, &[]),
-            case("overlong varint", vec![0xff; 11], false, &[]),
-            case("not protobuf", frame(&[0xff; 32]), false, &[]),
+            case("oversized length prefix", prefix(4097), false, &[MALFORMED]),
+            case("overlong varint", vec![0xff; 11], false, &[MALFORMED]),
+            case("not protobuf", frame(&[0xff; 32]), false, &[MALFORMED]),
             case(
                 "STATUS first",
                 encode(HopMessage {
@@ -240,10 +260,10 @@ fn hostile_hop_frames_from_a_denied_peer_get_a_closed_stream_and_requests_permis
                     ..HopMessage::default()
                 }),
                 false,
-                &[],
+                &[UNEXPECTED],
             ),
-            // libp2p reads this as RESERVE (see `hop_cases`); the gate drops it.
-            case("an empty frame", frame(&[]), false, &[]),
+            // Read as RESERVE (see `hop_cases`), so denied.
+            case("an empty frame", frame(&[]), false, &[PERMISSION_DENIED]),
             case("RESERVE", encode(reserve()), false, &[PERMISSION_DENIED]),
         ];
         for case in cases {

@@ -1,5 +1,6 @@
-//! A HOP request body from a peer the access list denies (the access gate answers it
-//! PERMISSION_DENIED): any bytes must parse to an answer or to nothing.
+//! A HOP request as a peer writes it (length prefix and protobuf), read and judged as
+//! the circuit server's handler does: any bytes must give a request, a status to answer,
+//! or a closed stream, with bounded reads.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,9 +1,9 @@
 //! Allow and deny lists of peer ids and IP ranges (CIDR). A peer is served when nothing
 //! on the deny list matches it and, if the allow list is not empty, something on the allow
 //! list does. Lists are replaced as a whole on SIGHUP ([`AccessControl::replace`]);
-//! connections of peers that a new list denies are closed.
-
-pub(crate) mod gate;
+//! connections of peers that a new list denies are closed. The circuit server answers a
+//! denied peer's requests `PERMISSION_DENIED` ([`crate::circuit::handler`]) and the
+//! rendezvous server refuses them ([`AccessControl::is_denied`]).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -14,6 +14,25 @@ use futures::task::AtomicWaker;
 use ipnet::IpNet;
 use libp2p::swarm::ConnectionId;
 use libp2p::PeerId;
+
+/// What a denied peer asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    Reservation,
+    Circuit,
+    /// Its connection, when a replaced list denies a peer already connected.
+    Connection,
+}
+
+impl Denied {
+    pub fn name(self) -> &'static str {
+        match self {
+            Denied::Reservation => "reservation",
+            Denied::Circuit => "circuit",
+            Denied::Connection => "connection",
+        }
+    }
+}
 
 /// One list entry: a peer id, or an IP range (`203.0.113.0/24`; a bare IP is a /32 or
 /// /128).

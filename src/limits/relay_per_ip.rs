@@ -3,33 +3,32 @@
 //! reservation slot, and one site every slot through its 65,536 /64s (go-libp2p caps
 //! reservations per IP, per /64 and per /48 for the same reason).
 //!
-//! Both answer through libp2p's relay rate-limiter hook, so a refusal is the relay's
-//! usual `RESOURCE_LIMIT_EXCEEDED`.
+//! The circuit server ([`crate::circuit::server`]) asks these last, after every other
+//! check passed; a refusal is `RESOURCE_LIMIT_EXCEEDED`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use libp2p::{Multiaddr, PeerId};
+use libp2p::PeerId;
 
 use crate::config::RelayLimits;
 use crate::limits::ip_tally::{SourceCap, Tally};
 use crate::metrics::{SourceCapDenials, SourceCapLabel};
-use crate::multiaddr_ext::ip_of;
 
 #[derive(Default)]
 struct Reservations {
     tally: Tally,
-    /// Peers counted, with the IP they reserved from. libp2p reports a reservation's end
-    /// per peer only, so a peer counts once however many connections it reserves on.
+    /// Peers counted, with the IP they reserved from: a peer counts once however many
+    /// connections it reserves on.
     holders: HashMap<PeerId, IpAddr>,
 }
 
 #[derive(Clone, Default)]
 pub struct IpCaps {
     reservations: Arc<Mutex<Reservations>>,
-    /// Open circuit streams (HOP legs at the source's IP, STOP legs at the
-    /// destination's), counted by [`crate::circuit::streams`].
+    /// Open circuit ends (the source's at its IP, the destination's at its), counted by
+    /// [`crate::circuit::splice`].
     circuit_legs: Arc<Mutex<Tally>>,
     denials: SourceCapDenials,
 }
@@ -70,10 +69,10 @@ impl IpCaps {
         false
     }
 
-    /// The relay's reservation limiter, asked last (after every other check passed, so
-    /// `true` means the reservation is accepted).
-    pub fn admit_reservation(&self, peer: PeerId, addr: &Multiaddr) -> bool {
-        let Some(ip) = ip_of(addr) else {
+    /// Asked last (after every other check passed, so `true` means the reservation is
+    /// accepted). `ip`: the connection's; `None` for one without (never capped).
+    pub fn admit_reservation(&self, peer: PeerId, ip: Option<IpAddr>) -> bool {
+        let Some(ip) = ip else {
             return true;
         };
         let mut reservations = lock(&self.reservations);
@@ -96,12 +95,12 @@ impl IpCaps {
         }
     }
 
-    /// The relay's circuit limiter: the request's own HOP stream is already counted.
-    pub fn admit_circuit(&self, addr: &Multiaddr) -> bool {
-        let Some(ip) = ip_of(addr) else {
+    /// Whether one more circuit from `ip` fits (its ends are counted once it opens).
+    pub fn admit_circuit(&self, ip: Option<IpAddr>) -> bool {
+        let Some(ip) = ip else {
             return true;
         };
-        let over = lock(&self.circuit_legs).would_exceed(ip, 0);
+        let over = lock(&self.circuit_legs).would_exceed(ip, 1);
         match over {
             Some(cap) => self.denied("circuit", cap),
             None => true,

@@ -7,7 +7,6 @@
 pub mod healthcheck;
 pub mod log_text;
 pub(crate) mod log_throttle;
-mod relay_counts;
 mod startup;
 pub(crate) mod swarm_events;
 
@@ -24,11 +23,13 @@ use tracing::{info, warn};
 
 use crate::access::{AccessControl, AccessList};
 use crate::behaviour::{RelaySwarm, Shared};
+use crate::circuit::splice::SpliceServices;
 use crate::config::defaults;
 use crate::config::{Config, RendezvousStore};
 use crate::events::RelayEvent;
 use crate::http::Health;
 use crate::identity::IdentityError;
+use crate::limits::bandwidth::Bandwidth;
 use crate::limits::file_descriptors;
 use crate::limits::relay_per_ip::IpCaps;
 use crate::metrics::Metrics;
@@ -131,11 +132,14 @@ impl Relay {
             Shared {
                 store,
                 draining: draining.clone(),
-                ip_caps: ip_caps.clone(),
+                ip_caps,
                 access: access.clone(),
                 descriptor_budget: file_descriptors::raise_and_budget(),
+                splice: SpliceServices {
+                    relayed: metrics.relayed_bytes(),
+                    bandwidth: Bandwidth::new(&config.bandwidth, metrics.throttled_seconds()),
+                },
             },
-            &metrics,
             &mut registry,
         )?;
         let (observers, _) = broadcast::channel(1024);
@@ -152,7 +156,6 @@ impl Relay {
             config.connection_limits.max_established,
             observers.clone(),
             metrics,
-            ip_caps,
         );
         startup::announce_external_addresses(&mut swarm, &config, &events);
         let listeners = startup::bind_listeners(&mut swarm, &config, &mut events).await?;

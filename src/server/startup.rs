@@ -20,13 +20,11 @@ use super::swarm_events::EventHandler;
 use super::RelayError;
 use crate::behaviour::boxed_handler::Boxed;
 use crate::behaviour::{Behaviour, RelaySwarm, Shared};
-use crate::circuit::streams::{self, CircuitServices};
 use crate::config::settings::Id;
 use crate::config::Config;
 use crate::events::RelayEvent;
 use crate::http::{self, Health};
 use crate::identity::{self, Origin};
-use crate::limits::bandwidth::Bandwidth;
 use crate::metrics::Metrics;
 use crate::net::transport;
 use crate::net::transport::WssTls;
@@ -84,14 +82,12 @@ pub(super) fn load_certificate(config: &Config) -> Result<Option<Certificate>, R
     Ok(Some(Certificate { material, served }))
 }
 
-/// The transport (every listener's, with circuit streams instrumented) and the
-/// behaviour, in one swarm.
+/// The transport (every listener's) and the behaviour, in one swarm.
 pub(super) fn build_swarm(
     config: &Config,
     keypair: Keypair,
     certificate: Option<&Certificate>,
     shared: Shared,
-    metrics: &Metrics,
     registry: &mut Registry,
 ) -> Result<RelaySwarm, RelayError> {
     let transport = transport::build(
@@ -100,14 +96,6 @@ pub(super) fn build_swarm(
         config.handshake_timeout,
     )
     .map_err(|e| RelayError::Transport(e.to_string()))?;
-    let transport = streams::instrument(
-        transport,
-        CircuitServices {
-            relayed: metrics.relayed_bytes(),
-            bandwidth: Bandwidth::new(&config.bandwidth, metrics.throttled_seconds()),
-            ip_caps: shared.ip_caps.clone(),
-        },
-    );
     let behaviour = Behaviour::with_shared(&keypair, config, shared);
     let idle_timeout = config.idle_connection_timeout;
     let max_negotiating = config.connection_limits.max_negotiating_streams;

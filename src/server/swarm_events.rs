@@ -1,5 +1,5 @@
 //! Swarm events into the seed's log lines, metric updates, the relay's running counts
-//! ([`RelayCounts`]) and [`RelayEvent`]s for observers.
+//! (which the drain waits on) and [`RelayEvent`]s for observers.
 //!
 //! Privacy: nothing logged at `info` links a peer id to an IP address. Remote addresses
 //! appear only at `debug`.
@@ -11,22 +11,18 @@
 use std::time::Instant;
 
 use libp2p::swarm::{ListenError, SwarmEvent};
-use libp2p::{
-    connection_limits, memory_connection_limits, multiaddr::Protocol, relay, Multiaddr, PeerId,
-};
+use libp2p::{connection_limits, memory_connection_limits, multiaddr::Protocol, Multiaddr, PeerId};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
-use crate::access::gate::GateEvent;
 use crate::behaviour::{BehaviourEvent, RelaySwarm};
+use crate::circuit;
 use crate::config::settings::Id;
 use crate::events::RelayEvent;
 use crate::limits::connections::Refused;
-use crate::limits::relay_per_ip::IpCaps;
 use crate::metrics::Metrics;
 use crate::rendezvous;
 use crate::server::log_throttle::{folded_suffix, LogThrottle};
-use crate::server::relay_counts::RelayCounts;
 
 /// The relay's running state, derived from events.
 pub struct EventHandler {
@@ -37,8 +33,10 @@ pub struct EventHandler {
     /// No external address configured: advertise our own listen addresses.
     advertise_listen_addrs: bool,
     max_connections: u32,
-    /// Open reservations and circuits (the drain waits on them).
-    counts: RelayCounts,
+    /// Peers holding a reservation and open circuits, as the circuit server last
+    /// reported them (the drain waits on the circuits).
+    reservations: usize,
+    circuits: usize,
     /// Registrations in the rendezvous store, as last reported by it.
     registrations: usize,
     observers: broadcast::Sender<RelayEvent>,
@@ -55,14 +53,14 @@ impl EventHandler {
         max_connections: u32,
         observers: broadcast::Sender<RelayEvent>,
         metrics: Metrics,
-        ip_caps: IpCaps,
     ) -> Self {
         EventHandler {
             local_peer_id,
             probe_peer_id,
             advertise_listen_addrs,
             max_connections,
-            counts: RelayCounts::new(ip_caps),
+            reservations: 0,
+            circuits: 0,
             registrations: 0,
             observers,
             metrics,
@@ -71,11 +69,11 @@ impl EventHandler {
     }
 
     pub fn circuits(&self) -> usize {
-        self.counts.circuits()
+        self.circuits
     }
 
     pub fn reservations(&self) -> usize {
-        self.counts.reservations()
+        self.reservations
     }
 
     fn emit(&self, event: RelayEvent) {
@@ -114,12 +112,8 @@ impl EventHandler {
             },
             SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
             SwarmEvent::ConnectionEstablished {
-                peer_id,
-                connection_id,
-                endpoint,
-                ..
+                peer_id, endpoint, ..
             } => {
-                self.counts.connection_established(peer_id, connection_id);
                 self.metrics
                     .connection_opened(endpoint.get_remote_address());
                 if let Some(total) = self.connections_changed(swarm, peer_id, "connected") {
@@ -129,22 +123,10 @@ impl EventHandler {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                connection_id,
                 cause,
                 endpoint,
-                num_established,
                 ..
             } => {
-                // libp2p reports a reservation's end on every connection close of the
-                // peer, whichever connection held it: the slot is freed when the
-                // connection holding the reservation closes (or the peer's last one,
-                // when that is not known), never on a spare connection's close.
-                if self
-                    .counts
-                    .connection_closed(peer_id, connection_id, num_established)
-                {
-                    self.reservation_ended(peer_id);
-                }
                 self.metrics
                     .connection_closed(endpoint.get_remote_address());
                 if let Some(total) = self.connections_changed(swarm, peer_id, "disconnected") {
@@ -163,24 +145,7 @@ impl EventHandler {
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 debug!(address = %address, "external address confirmed")
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Relay(GateEvent::Relay(event))) => {
-                self.on_relay(swarm, event)
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Relay(GateEvent::Denied { peer, what })) => {
-                match self.refusal_log.admit("access_denied", Instant::now()) {
-                    Some(folded) => info!(
-                        "access denied for peer {peer}: {}{}",
-                        what.name(),
-                        folded_suffix(folded)
-                    ),
-                    None => debug!(%peer, what = what.name(), "access denied"),
-                }
-                self.metrics.access_denied(what.name());
-                self.emit(RelayEvent::AccessDenied {
-                    peer,
-                    what: what.name(),
-                });
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.on_relay(event),
             SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => self.on_rendezvous(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
                 self.metrics.record_identify(&event);
@@ -277,121 +242,88 @@ impl EventHandler {
         None
     }
 
-    fn on_relay(&mut self, swarm: &RelaySwarm, event: relay::Event) {
-        self.metrics.record_relay(&event);
+    fn on_relay(&mut self, event: circuit::Event) {
+        use circuit::Event;
         match event {
-            relay::Event::ReservationReqAccepted {
-                src_peer_id,
+            Event::ReservationAccepted {
+                peer,
                 renewed,
+                new_peer,
+                peers,
             } => {
-                if self.counts.reservation_accepted(src_peer_id) {
-                    let total = self.counts.reservations();
-                    info!("relay reservation accepted for peer {src_peer_id} (total: {total})");
+                self.reservations = peers;
+                self.metrics.set_reservations(peers);
+                if new_peer {
+                    info!("relay reservation accepted for peer {peer} (total: {peers})");
                     self.metrics.reservation_accepted();
-                    self.metrics.set_reservations(total);
                 } else {
-                    debug!(peer = %src_peer_id, renewed, "relay reservation renewed");
+                    debug!(%peer, renewed, "relay reservation renewed");
                 }
-                self.emit(RelayEvent::ReservationAccepted {
-                    peer: src_peer_id,
-                    renewed,
-                });
+                self.emit(RelayEvent::ReservationAccepted { peer, renewed });
             }
-            relay::Event::ReservationReqDenied {
-                src_peer_id,
-                status,
-            } => {
+            Event::ReservationDenied { peer, status } => {
                 match self.refusal_log.admit("reservation_denied", Instant::now()) {
                     Some(folded) => info!(
-                        "relay reservation denied for peer {src_peer_id}: {status:?}{}",
+                        "relay reservation denied for peer {peer}: {status:?}{}",
                         folded_suffix(folded)
                     ),
-                    None => debug!(peer = %src_peer_id, ?status, "relay reservation denied"),
+                    None => debug!(%peer, ?status, "relay reservation denied"),
                 }
                 self.metrics.reservation_denied(status);
-                self.emit(RelayEvent::ReservationDenied { peer: src_peer_id });
+                self.emit(RelayEvent::ReservationDenied { peer });
             }
-            relay::Event::ReservationTimedOut { src_peer_id } => {
-                self.counts.reservation_timed_out(src_peer_id);
-                self.reservation_ended(src_peer_id);
+            Event::ReservationEnded { peer, peers } => {
+                self.reservations = peers;
+                info!("relay reservation ended for peer {peer} (total: {peers})");
+                self.metrics.set_reservations(peers);
+                self.emit(RelayEvent::ReservationEnded { peer });
             }
-            // Fires on every connection close of a tracked peer, reservation or not: the
-            // end is decided from the connection that closed (`SwarmEvent::
-            // ConnectionClosed`, which comes first).
-            relay::Event::ReservationClosed { src_peer_id } => {
-                debug!(peer = %src_peer_id, "relay reported a connection close")
-            }
-            relay::Event::CircuitReqAccepted {
-                src_peer_id,
-                dst_peer_id,
-            } => {
-                let open = self.counts.circuit_opened();
+            Event::CircuitOpened { src, dst, open } => {
+                self.circuits = open;
                 self.metrics.circuit_opened(open);
-                info!("circuit opened: {src_peer_id} -> {dst_peer_id} (through relay)");
-                self.emit(RelayEvent::CircuitOpened {
-                    src: src_peer_id,
-                    dst: dst_peer_id,
-                });
+                info!("circuit opened: {src} -> {dst} (through relay)");
+                self.emit(RelayEvent::CircuitOpened { src, dst });
             }
-            relay::Event::CircuitReqDenied {
-                src_peer_id,
-                dst_peer_id,
-                status,
-            } => {
+            Event::CircuitDenied { src, dst, status } => {
                 match self.refusal_log.admit("circuit_denied", Instant::now()) {
                     Some(folded) => info!(
-                        "circuit denied: {src_peer_id} -> {dst_peer_id}: {status:?}{}",
+                        "circuit denied: {src} -> {dst}: {status:?}{}",
                         folded_suffix(folded)
                     ),
-                    None => {
-                        debug!(src = %src_peer_id, dst = %dst_peer_id, ?status, "circuit denied")
-                    }
+                    None => debug!(%src, %dst, ?status, "circuit denied"),
                 }
                 self.metrics.circuit_denied(status);
-                self.emit(RelayEvent::CircuitDenied {
-                    src: src_peer_id,
-                    dst: dst_peer_id,
-                });
+                self.emit(RelayEvent::CircuitDenied { src, dst });
             }
-            relay::Event::CircuitClosed {
-                src_peer_id,
-                dst_peer_id,
+            Event::CircuitClosed {
+                src,
+                dst,
+                open,
                 error,
             } => {
-                let Some(open) =
-                    self.counts
-                        .circuit_closed(src_peer_id, dst_peer_id, error.as_ref(), |peer| {
-                            swarm.is_connected(peer)
-                        })
-                else {
-                    debug!(src = %src_peer_id, dst = %dst_peer_id, "second report of a closed circuit");
-                    return;
-                };
+                self.circuits = open;
                 self.metrics.circuit_closed(open, error.is_some());
-                info!("circuit closed: {src_peer_id} -> {dst_peer_id} (active circuits: {open})");
+                info!("circuit closed: {src} -> {dst} (active circuits: {open})");
                 if let Some(error) = error {
                     debug!(error = %error, "circuit closed with an error");
                 }
-                self.emit(RelayEvent::CircuitClosed {
-                    src: src_peer_id,
-                    dst: dst_peer_id,
+                self.emit(RelayEvent::CircuitClosed { src, dst });
+            }
+            Event::AccessDenied { peer, what } => {
+                match self.refusal_log.admit("access_denied", Instant::now()) {
+                    Some(folded) => info!(
+                        "access denied for peer {peer}: {}{}",
+                        what.name(),
+                        folded_suffix(folded)
+                    ),
+                    None => debug!(%peer, what = what.name(), "access denied"),
+                }
+                self.metrics.access_denied(what.name());
+                self.emit(RelayEvent::AccessDenied {
+                    peer,
+                    what: what.name(),
                 });
             }
-            relay::Event::StatusChanged { status } => {
-                info!("relay protocol (HOP) status: {status:?}")
-            }
-            #[allow(deprecated)]
-            other => debug!(event = ?other, "relay event"),
-        }
-    }
-
-    /// Only reservations we saw accepted are counted (see `ReservationClosed`).
-    fn reservation_ended(&mut self, src_peer_id: PeerId) {
-        if self.counts.reservation_ended(src_peer_id) {
-            let total = self.counts.reservations();
-            info!("relay reservation ended for peer {src_peer_id} (total: {total})");
-            self.metrics.set_reservations(total);
-            self.emit(RelayEvent::ReservationEnded { peer: src_peer_id });
         }
     }
 
