@@ -93,6 +93,7 @@ pub struct Metrics {
     reservations_accepted: Counter,
     reservation_denials: Family<StatusLabel, Counter>,
     circuits: Gauge,
+    runtime_tasks: Gauge,
     circuits_opened: Counter,
     circuits_closed: Family<ReasonLabel, Counter>,
     circuit_denials: Family<StatusLabel, Counter>,
@@ -147,6 +148,7 @@ impl Metrics {
             reservations_accepted: Counter::default(),
             reservation_denials: Family::default(),
             circuits: Gauge::default(),
+            runtime_tasks: Gauge::default(),
             circuits_opened: Counter::default(),
             circuits_closed: Family::default(),
             circuit_denials: Family::default(),
@@ -189,6 +191,11 @@ impl Metrics {
             metrics.reservation_denials.clone(),
         );
         relay.register("circuits", "Circuits open now", metrics.circuits.clone());
+        relay.register(
+            "runtime_tasks",
+            "Tasks alive in the relay's tokio runtime (each open circuit is one), sampled every second",
+            metrics.runtime_tasks.clone(),
+        );
         relay.register(
             "circuits_opened",
             "Circuits opened",
@@ -285,6 +292,15 @@ impl Metrics {
     pub fn record_ping(&self, event: &ping::Event) {
         use libp2p::metrics::Recorder;
         self.libp2p.record(event);
+    }
+
+    /// Samples the runtime the caller runs on: a task that never ends (a leak in the
+    /// circuit path) shows here before it shows in memory.
+    pub fn sample_runtime(&self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks
+                .set(runtime.metrics().num_alive_tasks() as i64);
+        }
     }
 
     pub fn set_reservations(&self, count: usize) {

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use dusk_relay::circuit::proto::{ReservationVoucher, Status, STOP_STATUS};
 use dusk_relay::RelayEvent;
@@ -25,6 +25,8 @@ struct RawPeer {
     id: PeerId,
     control: libp2p_stream::Control,
     stops: libp2p_stream::IncomingStreams,
+    /// Fires when its connection to the relay closes.
+    closed: Option<oneshot::Receiver<()>>,
     /// Dropping it stops the swarm, which closes its connection.
     _stop: oneshot::Sender<()>,
 }
@@ -40,18 +42,25 @@ impl RawPeer {
             .dial(relay.addr(Transport::Tcp))
             .expect("dial the relay");
         let (connected_tx, connected) = oneshot::channel();
+        let (closed_tx, closed) = oneshot::channel();
         let (stop, mut stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            let mut connected_tx = Some(connected_tx);
+            let (mut connected_tx, mut closed_tx) = (Some(connected_tx), Some(closed_tx));
             loop {
                 tokio::select! {
                     _ = &mut stopped => break,
-                    event = swarm.select_next_some() => {
-                        if let SwarmEvent::ConnectionEstablished { .. } = event {
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::ConnectionEstablished { .. } => {
                             if let Some(tx) = connected_tx.take() {
                                 let _ = tx.send(());
                             }
                         }
+                        SwarmEvent::ConnectionClosed { .. } => {
+                            if let Some(tx) = closed_tx.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -63,6 +72,7 @@ impl RawPeer {
             id,
             control,
             stops,
+            closed: Some(closed),
             _stop: stop,
         }
     }
@@ -416,4 +426,36 @@ async fn a_draining_relay_answers_reserve_with_reservation_refused() {
     let (_, answer) = late.ask(relay_id, reserve()).await;
     assert_eq!(answer.status, Some(Status::ReservationRefused as i32));
     exchange_both_ways(&mut b, &mut a, 64 * 1024).await;
+}
+
+/// A reservation keeps its connection open past the relay's idle timeout until it
+/// expires; then the idle connection is closed. (The raw peer itself keeps idle
+/// connections 300 s, so only the relay can close it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reservation_keeps_its_connection_alive_until_it_expires() {
+    const RESERVATION: Duration = Duration::from_secs(3);
+    let relay = TestRelay::start_with(|c| {
+        c.idle_connection_timeout = Duration::from_millis(500);
+        c.relay.reservation_duration = RESERVATION;
+    })
+    .await;
+    let relay_id = relay.peer_id();
+    let mut events = relay.subscribe();
+    let mut a = RawPeer::connected(&relay).await;
+    let (_, answer) = a.ask(relay_id, reserve()).await;
+    assert_eq!(answer.status, Some(OK));
+    let reserved = Instant::now();
+    let closed = a.closed.take().expect("not awaited yet");
+    within(EVENT_TIMEOUT, "the idle connection's close", closed)
+        .await
+        .expect("the swarm runs until the close");
+    assert!(
+        reserved.elapsed() >= RESERVATION,
+        "closed {:?} after the reservation, before it expired",
+        reserved.elapsed()
+    );
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::ReservationEnded { peer } if *peer == a.id).then_some(())
+    })
+    .await;
 }

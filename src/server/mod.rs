@@ -229,7 +229,10 @@ impl Relay {
         let drain = loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.events.handle(&mut self.swarm, event),
-                _ = tick.tick() => self.health.tick(),
+                _ = tick.tick() => {
+                    self.health.tick();
+                    self.events.tick();
+                }
                 signal = signals.next() => break signal.is_some(),
             }
         };

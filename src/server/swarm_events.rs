@@ -72,6 +72,11 @@ impl EventHandler {
         self.circuits
     }
 
+    /// Once a second, with the health tick.
+    pub fn tick(&self) {
+        self.metrics.sample_runtime();
+    }
+
     pub fn reservations(&self) -> usize {
         self.reservations
     }
