@@ -6,6 +6,9 @@
 //!
 //!     cargo run --release -p dusk-relay-bench -- --scenario throughput,latency
 //!
+//! `--scenario soak` is the odd one out: dusk-relay alone under a steady mixed load for
+//! `--soak-minutes`, a leak check rather than a comparison.
+//!
 //! `--serve dusk|baseline` (hidden) is the relay child mode; `--serve reservers` the
 //! child holding lightweight reservers for the capacity scenario.
 
@@ -17,11 +20,13 @@ mod report;
 mod reserver;
 mod scenarios;
 mod serve;
+mod soak;
 mod startup;
 mod throughput;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -29,16 +34,17 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use peers::{BenchEnv, Transport};
 use scenarios::Opts;
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "throughput",
     "latency",
     "memory",
     "startup",
     "capacity",
     "churn",
+    "soak",
 ];
 /// What `--scenario all` runs: capacity (20,000 sockets, minutes) and churn (a ramp to
-/// saturation) are heavy and TCP-only; name them.
+/// saturation) are heavy and TCP-only, soak runs for half an hour by default; name them.
 const ALL: [&str; 4] = ["throughput", "latency", "memory", "startup"];
 
 fn command() -> Command {
@@ -61,8 +67,9 @@ fn command() -> Command {
                 .default_value("throughput")
                 .help(
                     "comma-separated: throughput (includes CPU per byte and, with --circuits \
-                     above 1, fairness), latency, memory, startup, capacity, churn; or all \
-                     (the first four; capacity and churn run over TCP only)",
+                     above 1, fairness), latency, memory, startup, capacity, churn, soak; or \
+                     all (the first four; capacity, churn and soak run over TCP only, and \
+                     soak against dusk-relay alone: a leak check, not a comparison)",
                 ),
         )
         .arg(
@@ -141,6 +148,27 @@ fn command() -> Command {
                 .value_name("N")
                 .default_value("5")
                 .help("seconds per step of the churn ramp (the half-rate run takes twice that)"),
+        )
+        .arg(
+            Arg::new("soak-minutes")
+                .long("soak-minutes")
+                .value_name("M")
+                .default_value("30")
+                .help("how long the soak's load runs, in minutes (fractions allowed, e.g. 1.5)"),
+        )
+        .arg(
+            Arg::new("soak-seconds")
+                .long("soak-seconds")
+                .value_name("S")
+                .conflicts_with("soak-minutes")
+                .help("the soak's length in seconds instead of minutes (e.g. 60 for a smoke run)"),
+        )
+        .arg(
+            Arg::new("soak-sample-secs")
+                .long("soak-sample-secs")
+                .value_name("S")
+                .default_value("60")
+                .help("seconds between the soak's samples of the relay (RSS, descriptors, threads, gauges)"),
         )
         .arg(
             Arg::new("json")
@@ -245,6 +273,7 @@ async fn run(scenarios: &[String], opts: &Opts, json: bool) -> anyhow::Result<()
             "startup" => startup::startup(&env, opts).await,
             "capacity" => capacity::capacity(&env, opts).await,
             "churn" => capacity::churn(&env, opts).await,
+            "soak" => soak::soak(&env, opts).await,
             other => unreachable!("scenario {other} passed validation"),
         }
         .with_context(|| format!("scenario {scenario}"))?;
@@ -357,6 +386,17 @@ fn parse(matches: &ArgMatches) -> anyhow::Result<(Vec<String>, Opts, bool)> {
              each circuit joins two reserved peers"
         );
     }
+    let soak = match matches.get_one::<String>("soak-seconds") {
+        Some(raw) => positive_seconds("soak-seconds", raw, 1.0)?,
+        None => {
+            let raw = matches
+                .get_one::<String>("soak-minutes")
+                .map(String::as_str)
+                .unwrap_or("");
+            positive_seconds("soak-minutes", raw, 60.0)?
+        }
+    };
+    let soak_sample = Duration::from_secs(count(matches, "soak-sample-secs")? as u64);
     let opts = Opts {
         transports,
         bytes,
@@ -369,6 +409,8 @@ fn parse(matches: &ArgMatches) -> anyhow::Result<(Vec<String>, Opts, bool)> {
         client_processes: count(matches, "client-processes")?,
         churn_rates,
         churn_seconds: count(matches, "churn-seconds")?,
+        soak,
+        soak_sample,
     };
     Ok((scenarios, opts, matches.get_flag("json")))
 }
@@ -383,6 +425,20 @@ fn count(matches: &ArgMatches, name: &str) -> anyhow::Result<usize> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| anyhow!("--{name} {raw:?}: expected a whole number of at least 1"))
+}
+
+/// A length flag in `unit` seconds (60 for minutes): fractions allowed, at least 1 s
+/// and at most a year.
+fn positive_seconds(name: &str, raw: &str, unit: f64) -> anyhow::Result<Duration> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|v| v * unit)
+        .filter(|s| s.is_finite() && *s >= 1.0 && *s <= 366.0 * 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            anyhow!("--{name} {raw:?}: expected a length of at least 1 s, e.g. 30 or 1.5")
+        })
 }
 
 /// `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`… as binary units).

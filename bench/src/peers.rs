@@ -11,7 +11,9 @@ use dusk_relay::net::transport::{self, WssTls};
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, ping, relay, websocket, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{
+    identify, noise, ping, relay, rendezvous, websocket, yamux, Multiaddr, PeerId, Swarm,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::relay_child::RelayChild;
@@ -38,6 +40,8 @@ pub async fn within<T>(
 #[derive(NetworkBehaviour)]
 pub struct ClientBehaviour {
     relay_client: relay::client::Behaviour,
+    /// The rendezvous client dusk ships (the soak registers and discovers with it).
+    pub(crate) rendezvous: rendezvous::client::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     stream: libp2p_stream::Behaviour,
@@ -52,8 +56,8 @@ pub enum Tls {
     Serve(Arc<rustls::ServerConfig>),
 }
 
-/// A client swarm on its own task, as a dusk peer: relay client, identify, ping and raw
-/// streams on [`DATA_PROTOCOL`].
+/// A client swarm on its own task, as a dusk peer: relay client, rendezvous client,
+/// identify, ping and raw streams on [`DATA_PROTOCOL`].
 pub struct Client {
     pub peer_id: PeerId,
     pub control: libp2p_stream::Control,
@@ -93,6 +97,7 @@ impl Client {
             .map_err(|e| anyhow!("client relay transport: {e}"))?
             .with_behaviour(|key, relay_client| ClientBehaviour {
                 relay_client,
+                rendezvous: rendezvous::client::Behaviour::new(key.clone()),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/dusk/1.0.0".into(),
                     key.public(),
@@ -118,6 +123,13 @@ impl Client {
                         None => break,
                     },
                     event = swarm.select_next_some() => {
+                        // A circuit listen address is the client's only external address,
+                        // as a dusk peer's: REGISTER publishes it in the signed record.
+                        if let SwarmEvent::NewListenAddr { address, .. } = &event {
+                            if dusk_relay::multiaddr_ext::is_relayed(address) {
+                                swarm.add_external_address(address.clone());
+                            }
+                        }
                         let _ = event_tx.send(event);
                     }
                 }
@@ -133,7 +145,7 @@ impl Client {
         })
     }
 
-    async fn call<R: Send + 'static>(
+    pub(crate) async fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Swarm<ClientBehaviour>) -> R + Send + 'static,
     ) -> anyhow::Result<R> {
@@ -147,7 +159,7 @@ impl Client {
     }
 
     /// The next event `f` maps to `Some`, within [`EVENT_TIMEOUT`].
-    async fn next<T>(
+    pub(crate) async fn next<T>(
         &mut self,
         what: &str,
         mut f: impl FnMut(SwarmEvent<ClientBehaviourEvent>) -> Option<T>,
@@ -208,6 +220,22 @@ impl Client {
             _ => None,
         })
         .await?
+    }
+
+    /// Closes every connection to `peer` and waits until the last one is gone.
+    pub async fn disconnect(&mut self, peer: PeerId) -> anyhow::Result<()> {
+        self.call(move |s| s.disconnect_peer_id(peer))
+            .await?
+            .map_err(|()| anyhow!("no connection to {peer} to close"))?;
+        self.next("the connection closed", |e| match e {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } if peer_id == peer => Some(()),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn open_stream(&mut self, peer: PeerId) -> anyhow::Result<libp2p::Stream> {

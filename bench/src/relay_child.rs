@@ -2,6 +2,7 @@
 //! `--serve baseline`) so its CPU time and memory can be read from `/proc/<pid>`.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +19,8 @@ pub struct RelayChild {
     child: Child,
     pub peer_id: PeerId,
     pub addrs: Vec<Multiaddr>,
+    /// Where dusk-relay serves `/metrics`; none for the baseline.
+    pub metrics_addr: Option<SocketAddr>,
     /// From spawn to the child's `ready` line.
     pub startup: Duration,
 }
@@ -66,7 +69,7 @@ impl RelayChild {
             .spawn()
             .with_context(|| format!("cannot start the {kind} relay"))?;
         let stdout = child.stdout.take().expect("stdout is piped");
-        let (peer_id, addrs) = match read_ready(stdout) {
+        let ready = match read_ready(stdout) {
             Ok(found) => found,
             Err(e) => {
                 let _ = child.kill();
@@ -76,8 +79,9 @@ impl RelayChild {
         };
         Ok(RelayChild {
             child,
-            peer_id,
-            addrs,
+            peer_id: ready.peer_id,
+            addrs: ready.addrs,
+            metrics_addr: ready.metrics_addr,
             startup: start.elapsed(),
         })
     }
@@ -109,14 +113,22 @@ impl Drop for RelayChild {
     }
 }
 
-/// Reads `peer <id>` and `addr <multiaddr>` lines up to `ready`; keeps draining the
-/// rest on a thread so the child never blocks on a full pipe.
-fn read_ready(stdout: std::process::ChildStdout) -> anyhow::Result<(PeerId, Vec<Multiaddr>)> {
+/// What a relay child announced before `ready`.
+struct Ready {
+    peer_id: PeerId,
+    addrs: Vec<Multiaddr>,
+    metrics_addr: Option<SocketAddr>,
+}
+
+/// Reads `peer <id>`, `addr <multiaddr>` and `metrics <ip:port>` lines up to `ready`;
+/// keeps draining the rest on a thread so the child never blocks on a full pipe.
+fn read_ready(stdout: std::process::ChildStdout) -> anyhow::Result<Ready> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         let mut peer = None;
         let mut addrs = Vec::new();
+        let mut metrics_addr = None;
         let result = loop {
             let line = match lines.next() {
                 Some(Ok(line)) => line,
@@ -129,9 +141,18 @@ fn read_ready(stdout: std::process::ChildStdout) -> anyhow::Result<(PeerId, Vec<
                     Ok(addr) => addrs.push(addr),
                     Err(e) => break Err(anyhow!("bad address line {line:?}: {e}")),
                 }
+            } else if let Some(addr) = line.strip_prefix("metrics ") {
+                match addr.parse::<SocketAddr>() {
+                    Ok(addr) => metrics_addr = Some(addr),
+                    Err(e) => break Err(anyhow!("bad metrics line {line:?}: {e}")),
+                }
             } else if line == "ready" {
                 break peer
-                    .map(|p| (p, std::mem::take(&mut addrs)))
+                    .map(|peer_id| Ready {
+                        peer_id,
+                        addrs: std::mem::take(&mut addrs),
+                        metrics_addr,
+                    })
                     .ok_or_else(|| anyhow!("no peer line before ready"));
             }
         };
@@ -179,6 +200,11 @@ fn clock_ticks_per_second() -> f64 {
 
 /// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`).
 pub fn status_kib(pid: &str, field: &str) -> anyhow::Result<u64> {
+    status_number(pid, field)
+}
+
+/// The number a `/proc/<pid>/status` field starts with (`Threads`, or a size in KiB).
+pub fn status_number(pid: &str, field: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     status

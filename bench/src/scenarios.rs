@@ -29,6 +29,9 @@ pub struct Opts {
     pub client_processes: usize,
     pub churn_rates: Vec<f64>,
     pub churn_seconds: usize,
+    /// How long the soak's load runs, and how often it samples the relay.
+    pub soak: Duration,
+    pub soak_sample: Duration,
 }
 
 pub fn progress(scenario: &str, msg: impl std::fmt::Display) {

@@ -1,8 +1,10 @@
 //! `--serve dusk|baseline`: the bench binary as a relay child process. It prints
-//! `peer <id>`, one `addr <multiaddr>` per listener and `ready`, then relays until its
-//! stdin closes (the bench exited or dropped it).
+//! `peer <id>`, one `addr <multiaddr>` per listener, `metrics <ip:port>` where dusk-relay
+//! serves `/metrics` (the soak reads its gauges there; the baseline has none) and
+//! `ready`, then relays until its stdin closes (the bench exited or dropped it).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -38,11 +40,14 @@ pub fn run(kind: &str, dir: &Path, circuits: usize, reservations: usize) -> anyh
     }
 }
 
-fn announce(peer: PeerId, addrs: &[Multiaddr]) -> anyhow::Result<()> {
+fn announce(peer: PeerId, addrs: &[Multiaddr], metrics: Option<SocketAddr>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "peer {peer}")?;
     for addr in addrs {
         writeln!(out, "addr {addr}")?;
+    }
+    if let Some(metrics) = metrics {
+        writeln!(out, "metrics {metrics}")?;
     }
     writeln!(out, "ready")?;
     out.flush()?;
@@ -52,7 +57,7 @@ fn announce(peer: PeerId, addrs: &[Multiaddr]) -> anyhow::Result<()> {
 /// dusk-relay itself, in this process: `Relay::bind(config).await?.spawn()`.
 async fn dusk(dir: &Path) -> anyhow::Result<()> {
     let handle = dusk_relay::Relay::bind(dusk_config(dir)).await?.spawn();
-    announce(handle.peer_id, &handle.listen_addrs)?;
+    announce(handle.peer_id, &handle.listen_addrs, handle.http_addr)?;
     futures::future::pending::<()>().await;
     Ok(())
 }
@@ -129,7 +134,7 @@ async fn baseline(dir: &Path, circuits: usize, reservations: usize) -> anyhow::R
             _ => {}
         }
     }
-    announce(peer_id, &addrs)?;
+    announce(peer_id, &addrs, None)?;
     loop {
         swarm.select_next_some().await;
     }

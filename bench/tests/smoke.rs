@@ -1,8 +1,8 @@
 //! The load generator (`dusk-relay-bench`) keeps working: every scenario runs with tiny
 //! sizes over TCP (capacity with 50 reservations, churn with 1 s steps at 20 and 40/s,
-//! throughput with 3 circuits for fairness) and prints its tables and JSON with the
-//! expected fields. Checks the
-//! shape of the output, never the numbers (no timed assertions).
+//! throughput with 3 circuits for fairness, soak for 1 minute sampled every 10 s) and
+//! prints its tables and JSON with the expected fields. Checks the shape of the output,
+//! never the numbers (no timed assertions).
 
 use std::process::{Command, Output};
 
@@ -139,6 +139,9 @@ fn bench_rejects_bad_flags_with_a_clear_message() {
         ),
         (&["--churn-rates", "fast"][..], "--churn-rates \"fast\""),
         (&["--churn-seconds", "0"][..], "--churn-seconds \"0\""),
+        (&["--soak-minutes", "0"][..], "--soak-minutes \"0\""),
+        (&["--soak-seconds", "soon"][..], "--soak-seconds \"soon\""),
+        (&["--soak-sample-secs", "0"][..], "--soak-sample-secs \"0\""),
     ] {
         let output = bench(args);
         let (_, stderr) = text(&output);
@@ -268,4 +271,76 @@ fn bench_throughput_with_many_circuits_prints_fairness_and_aggregate() {
         "1",
     ]);
     assert!(stdout.contains("min ÷ max (goal ≥ 0.5)"), "{stdout}");
+}
+
+#[test]
+fn bench_soak_samples_the_relay_each_interval_and_judges_growth_gauges_and_refusals() {
+    let (doc, stderr) = bench_json(&[
+        "--scenario",
+        "soak",
+        "--soak-seconds",
+        "60",
+        "--soak-sample-secs",
+        "10",
+        "--json",
+    ]);
+    let s = &doc["scenarios"]["soak"];
+    assert_eq!(s["relay"], "dusk-relay", "{s}");
+    assert!(s["load_seconds"].is_number(), "{s}");
+    let samples = s["samples"].as_array().expect("a list of samples");
+    // Idle, one every 10 s of the 60 (the last at the end of the load), and after.
+    assert!(samples.len() >= 8, "{} samples: {s}", samples.len());
+    for phase in ["idle", "load", "after"] {
+        assert!(
+            samples.iter().any(|x| x["phase"] == phase),
+            "no {phase} sample: {s}"
+        );
+    }
+    for sample in samples {
+        for field in [
+            "elapsed_s",
+            "rss_mib",
+            "fds",
+            "threads",
+            "reservations",
+            "circuits",
+            "connections",
+            "registrations",
+        ] {
+            assert!(sample[field].is_number(), "sample {field}: {sample}");
+        }
+        // A number, or null where the relay has no task gauge.
+        assert!(sample.get("tasks").is_some(), "sample tasks: {sample}");
+        for field in [
+            "reservations",
+            "circuits",
+            "bytes",
+            "registers",
+            "discovers",
+            "failures",
+        ] {
+            assert!(
+                sample["done"][field].is_number(),
+                "sample done.{field}: {sample}"
+            );
+        }
+    }
+    let v = &s["verdict"];
+    assert!(v["gauges_back_to_zero"].is_boolean(), "{v}");
+    for field in [
+        "rss_growth_pct",
+        "fds_growth_pct",
+        "failures",
+        "relay_refusals",
+        "fds_idle",
+        "fds_after",
+    ] {
+        assert!(v[field].is_number(), "verdict.{field}: {v}");
+    }
+    for field in ["rss_growth_met", "fds_growth_met", "failures_met"] {
+        assert!(v[field].is_boolean(), "verdict.{field}: {v}");
+    }
+    assert!(s["failures"].is_object(), "{s}");
+    assert!(s["relay_refusals"].is_object(), "{s}");
+    assert!(stderr.contains("[soak]"), "{stderr}");
 }
