@@ -121,7 +121,7 @@ fn bench_prints_a_markdown_table_with_how_it_was_run() {
             "cores",
             "| transport | dusk-relay | baseline | direct | dusk ÷ baseline",
             "\n| tcp | ",
-            "dusk ÷ direct (goal ≤ 1.2)",
+            "dusk ÷ direct (goal ≤ 1.0)",
         ],
     );
 }
