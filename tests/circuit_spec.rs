@@ -111,6 +111,36 @@ impl RawPeer {
     }
 }
 
+/// A relay, A holding a reservation on it (its HOP stream kept), and B connected.
+struct Scene {
+    relay: TestRelay,
+    relay_id: PeerId,
+    events: tokio::sync::broadcast::Receiver<RelayEvent>,
+    a: RawPeer,
+    b: RawPeer,
+    reserved: Stream,
+}
+
+impl Scene {
+    async fn a_reserved_and_b() -> Scene {
+        let relay = TestRelay::start().await;
+        let relay_id = relay.peer_id();
+        let events = relay.subscribe();
+        let a = RawPeer::connected(&relay).await;
+        let b = RawPeer::connected(&relay).await;
+        let (reserved, answer) = a.ask(relay_id, reserve()).await;
+        assert_eq!(answer.status, Some(OK), "A's reservation");
+        Scene {
+            relay,
+            relay_id,
+            events,
+            a,
+            b,
+            reserved,
+        }
+    }
+}
+
 async fn read_hop(stream: &mut Stream) -> HopMessage {
     let body = within(EVENT_TIMEOUT, "HOP answer", read_frame(stream))
         .await
@@ -239,13 +269,14 @@ async fn a_reserve_on_the_same_connection_renews_the_reservation() {
 /// same limit and the bytes flow both ways, half-closes included.
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_becomes_stop_connect_with_the_source_and_the_limit_and_bytes_flow_both_ways() {
-    let relay = TestRelay::start().await;
-    let relay_id = relay.peer_id();
-    let mut events = relay.subscribe();
-    let mut a = RawPeer::connected(&relay).await;
-    let b = RawPeer::connected(&relay).await;
-    let (_reserved, answer) = a.ask(relay_id, reserve()).await;
-    assert_eq!(answer.status, Some(OK));
+    let Scene {
+        relay: _relay,
+        relay_id,
+        mut events,
+        mut a,
+        b,
+        reserved: _reserved,
+    } = Scene::a_reserved_and_b().await;
 
     let mut hop = b.hop(relay_id).await;
     hop.write_all(&frame(&connect(a.id).encode_to_vec()))
@@ -295,12 +326,14 @@ async fn connect_becomes_stop_connect_with_the_source_and_the_limit_and_bytes_fl
 /// answered to the source as `CONNECTION_FAILED`, and the circuit is not counted.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_the_destination_refuses_is_answered_connection_failed() {
-    let relay = TestRelay::start().await;
-    let relay_id = relay.peer_id();
-    let mut events = relay.subscribe();
-    let mut a = RawPeer::connected(&relay).await;
-    let b = RawPeer::connected(&relay).await;
-    a.ask(relay_id, reserve()).await;
+    let Scene {
+        relay,
+        relay_id,
+        mut events,
+        mut a,
+        b,
+        reserved: _reserved,
+    } = Scene::a_reserved_and_b().await;
 
     for refusal in ["a RESOURCE_LIMIT_EXCEEDED answer", "a dropped STOP stream"] {
         let mut hop = b.hop(relay_id).await;

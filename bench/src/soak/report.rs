@@ -82,6 +82,19 @@ fn met(ok: Option<bool>) -> &'static str {
     }
 }
 
+/// RSS and descriptor growth after warm-up, refusals and failures, and the idle and
+/// after-load samples.
+struct Verdict<'a> {
+    window: Vec<&'a Sample>,
+    rss: Growth,
+    fds: Growth,
+    refusals: BTreeMap<&'static str, f64>,
+    refused: f64,
+    failed: u64,
+    idle: Option<&'a Sample>,
+    after: Option<&'a Sample>,
+}
+
 impl Run {
     fn loaded(&self) -> Vec<&Sample> {
         self.samples
@@ -116,6 +129,22 @@ impl Run {
             .iter()
             .map(|(name, v)| (*name, v - idle.gauges.refusals.get(name).unwrap_or(&0.0)))
             .collect()
+    }
+
+    /// What the verdict is made of, for both the table and the JSON.
+    fn verdict(&self) -> Verdict<'_> {
+        let window = self.after_warmup();
+        let refusals = self.refusals();
+        Verdict {
+            rss: Growth::of(&window, |s| s.rss_kib),
+            fds: Growth::of(&window, |s| s.fds),
+            refused: refusals.values().sum(),
+            refusals,
+            failed: self.failure_count(),
+            idle: self.first(Phase::Idle),
+            after: self.first(Phase::After),
+            window,
+        }
     }
 
     fn failure_count(&self) -> u64 {
@@ -154,13 +183,16 @@ impl Run {
     }
 
     pub fn markdown(&self) -> String {
-        let window = self.after_warmup();
-        let rss = Growth::of(&window, |s| s.rss_kib);
-        let fds = Growth::of(&window, |s| s.fds);
-        let refusals = self.refusals();
-        let refused: f64 = refusals.values().sum();
-        let failed = self.failure_count();
-        let (idle, after) = (self.first(Phase::Idle), self.first(Phase::After));
+        let Verdict {
+            window,
+            rss,
+            fds,
+            refusals,
+            refused,
+            failed,
+            idle,
+            after,
+        } = self.verdict();
         let back = match self.back_to_zero {
             Some(t) => format!("yes, {:.1} s after the load", t.as_secs_f64()),
             None => format!(
@@ -290,13 +322,16 @@ impl Run {
     }
 
     pub fn json(&self) -> Value {
-        let window = self.after_warmup();
-        let rss = Growth::of(&window, |s| s.rss_kib);
-        let fds = Growth::of(&window, |s| s.fds);
-        let refusals = self.refusals();
-        let refused: f64 = refusals.values().sum();
-        let failed = self.failure_count();
-        let (idle, after) = (self.first(Phase::Idle), self.first(Phase::After));
+        let Verdict {
+            window,
+            rss,
+            fds,
+            refusals,
+            refused,
+            failed,
+            idle,
+            after,
+        } = self.verdict();
         let samples: Vec<Value> = self
             .samples
             .iter()
