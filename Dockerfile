@@ -22,6 +22,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
+# asynchronous-codec with its buffers on demand ([patch.crates-io] in Cargo.toml).
+COPY vendor ./vendor
 # Not built here, but Cargo.toml declares them (a bench target, a workspace member) and
 # cargo reads every declared one.
 COPY benches ./benches

@@ -300,6 +300,7 @@ fn bench_soak_samples_the_relay_each_interval_and_judges_growth_gauges_and_refus
         for field in [
             "elapsed_s",
             "rss_mib",
+            "anon_mib",
             "fds",
             "threads",
             "reservations",
@@ -329,6 +330,7 @@ fn bench_soak_samples_the_relay_each_interval_and_judges_growth_gauges_and_refus
     assert!(v["gauges_back_to_zero"].is_boolean(), "{v}");
     for field in [
         "rss_growth_pct",
+        "anon_growth_pct",
         "fds_growth_pct",
         "failures",
         "relay_refusals",
@@ -337,7 +339,12 @@ fn bench_soak_samples_the_relay_each_interval_and_judges_growth_gauges_and_refus
     ] {
         assert!(v[field].is_number(), "verdict.{field}: {v}");
     }
-    for field in ["rss_growth_met", "fds_growth_met", "failures_met"] {
+    for field in [
+        "rss_growth_met",
+        "anon_growth_met",
+        "fds_growth_met",
+        "failures_met",
+    ] {
         assert!(v[field].is_boolean(), "verdict.{field}: {v}");
     }
     assert!(s["failures"].is_object(), "{s}");

@@ -51,12 +51,13 @@ pub fn describe(s: &Sample) -> String {
     let g = &s.gauges;
     let d = &s.done;
     format!(
-        "{} {}: RSS {:.1} MiB, {} fds, {} threads, tasks {}; {} reservations, {} circuits, \
+        "{} {}: RSS {:.1} MiB (anonymous {:.1}), {} fds, {} threads, tasks {}; {} reservations, {} circuits, \
          {} connections, {} registrations; done {} reservations, {} circuits ({:.0} MiB), \
          {} registers, {} discovers, {} failures",
         s.phase.name(),
         clock(s.elapsed),
         mib(s.rss_kib),
+        mib(s.anon_kib),
         s.fds,
         s.threads,
         tasks(g.tasks),
@@ -87,6 +88,7 @@ fn met(ok: Option<bool>) -> &'static str {
 struct Verdict<'a> {
     window: Vec<&'a Sample>,
     rss: Growth,
+    anon: Growth,
     fds: Growth,
     refusals: BTreeMap<&'static str, f64>,
     refused: f64,
@@ -137,6 +139,7 @@ impl Run {
         let refusals = self.refusals();
         Verdict {
             rss: Growth::of(&window, |s| s.rss_kib),
+            anon: Growth::of(&window, |s| s.anon_kib),
             fds: Growth::of(&window, |s| s.fds),
             refused: refusals.values().sum(),
             refusals,
@@ -164,6 +167,7 @@ impl Run {
                 vec![
                     when,
                     format!("{:.1}", mib(s.rss_kib)),
+                    format!("{:.1}", mib(s.anon_kib)),
                     s.fds.to_string(),
                     s.threads.to_string(),
                     tasks(g.tasks),
@@ -186,6 +190,7 @@ impl Run {
         let Verdict {
             window,
             rss,
+            anon,
             fds,
             refusals,
             refused,
@@ -234,7 +239,12 @@ impl Run {
             };
         let verdict = vec![
             vec![
-                "RSS growth after warm-up".into(),
+                "anonymous memory (RssAnon) growth after warm-up".into(),
+                anon.cell(&window, |s| format!("{:.1} MiB", mib(s.anon_kib))),
+                format!("≤ {FLAT_PCT} %: {}", met(anon.met())),
+            ],
+            vec![
+                "VmRSS growth after warm-up (with code pages)".into(),
                 rss.cell(&window, |s| format!("{:.1} MiB", mib(s.rss_kib))),
                 format!("≤ {FLAT_PCT} %: {}", met(rss.met())),
             ],
@@ -276,7 +286,9 @@ impl Run {
              one per worker every {} s, each carrying 1-{} MiB both ways, then closed, and {} \
              rendezvous workers each registering a fresh peer every {} s (TTL {} s), \
              discovering it, unregistering it and discovering until it is gone. Sampled every \
-             {} s from outside the relay: VmRSS and Threads (`/proc/<pid>/status`), open \
+             {} s from outside the relay: VmRSS, RssAnon and Threads (`/proc/<pid>/status`; \
+             the memory verdict is on RssAnon, what the relay allocated: VmRSS also counts \
+             the binary's code pages, which grow as rarer paths first run), open \
              descriptors (`/proc/<pid>/fd`), tasks (`dusk_relay_runtime_tasks`, n/a where the \
              relay has none) and its gauges (`/metrics`); \"done\" columns count the load so \
              far. Warm-up ends at {WARMUP_RULE}; growth runs from there to the last loaded \
@@ -298,6 +310,7 @@ impl Run {
         md += &Table::new(&[
             "sample",
             "RSS (MiB)",
+            "anonymous (MiB)",
             "fds",
             "threads",
             "tasks",
@@ -325,6 +338,7 @@ impl Run {
         let Verdict {
             window,
             rss,
+            anon,
             fds,
             refusals,
             refused,
@@ -341,6 +355,7 @@ impl Run {
                     "phase": s.phase.name(),
                     "elapsed_s": s.elapsed.as_secs_f64(),
                     "rss_mib": mib(s.rss_kib),
+                    "anon_mib": mib(s.anon_kib),
                     "fds": s.fds,
                     "threads": s.threads,
                     "tasks": g.tasks,
@@ -398,6 +413,9 @@ impl Run {
                 "rss_growth_pct": rss.pct,
                 "rss_trend_pct": rss.trend,
                 "rss_growth_met": rss.met(),
+                "anon_growth_pct": anon.pct,
+                "anon_trend_pct": anon.trend,
+                "anon_growth_met": anon.met(),
                 "fds_growth_pct": fds.pct,
                 "fds_trend_pct": fds.trend,
                 "fds_growth_met": fds.met(),

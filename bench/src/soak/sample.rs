@@ -103,6 +103,9 @@ pub struct Sample {
     /// Since the load started (0 for the idle sample).
     pub elapsed: Duration,
     pub rss_kib: u64,
+    /// RssAnon: what the relay allocated. VmRSS also counts the binary's code pages,
+    /// which grow as rarer paths run for the first time, with no leak behind them.
+    pub anon_kib: u64,
     pub fds: u64,
     pub threads: u64,
     pub gauges: Gauges,
@@ -134,6 +137,7 @@ impl Probe {
             phase,
             elapsed,
             rss_kib: status_number(&self.pid, "VmRSS")?,
+            anon_kib: status_number(&self.pid, "RssAnon")?,
             fds: self.descriptors()?,
             threads: status_number(&self.pid, "Threads")?,
             gauges,
