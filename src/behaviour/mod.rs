@@ -11,7 +11,7 @@ use std::sync::Arc;
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, identify, memory_connection_limits, ping};
+use libp2p::{identify, memory_connection_limits, ping};
 
 use crate::access::AccessControl;
 use crate::behaviour::boxed_handler::Boxed;
@@ -20,6 +20,7 @@ use crate::circuit::{self, ServerParts};
 use crate::config::defaults;
 use crate::config::Config;
 use crate::limits::bandwidth::Bandwidth;
+use crate::limits::connection_caps::ConnectionCaps;
 use crate::limits::connections::SourceLimits;
 use crate::limits::relay_per_ip::IpCaps;
 use crate::rendezvous::{self, MemoryStore, Store};
@@ -29,7 +30,8 @@ pub struct Behaviour {
     /// First, so a connection over a per-IP cap or the descriptor budget is refused
     /// before any other behaviour (or a handshake) spends anything on it.
     pub source_limits: SourceLimits,
-    pub connection_limits: connection_limits::Behaviour,
+    /// libp2p's `connection_limits`, without its per-peer memory leak.
+    pub connection_limits: ConnectionCaps,
     pub memory_limits: Toggle<memory_connection_limits::Behaviour>,
     /// Circuit relay v2: HOP and STOP.
     pub relay: circuit::Server,
@@ -83,12 +85,7 @@ impl Behaviour {
 
     pub fn with_shared(keypair: &Keypair, config: &Config, shared: Shared) -> Self {
         let limits = &config.connection_limits;
-        let connection_limits = connection_limits::Behaviour::new(
-            connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(limits.max_established))
-                .with_max_established_per_peer(Some(limits.max_established_per_peer))
-                .with_max_pending_incoming(Some(limits.max_pending_incoming)),
-        );
+        let connection_limits = ConnectionCaps::new(limits);
         let memory_limits = limits
             .max_memory_bytes
             .map(memory_connection_limits::Behaviour::with_max_bytes);

@@ -2,7 +2,7 @@
 //!
 //! | ceiling | enforced in | setting (`deploy/dusk-relay.toml`) | metric (label) | `info` line (folded per 10 s) |
 //! |---|---|---|---|---|
-//! | connections, all / per peer / in handshake | libp2p `connection_limits` ([`crate::behaviour`]) | `connections.max`, `.max_per_peer`, `.max_pending_incoming` | `dusk_relay_connections_refused_total{reason=max_connections\|max_per_peer\|max_pending}` | `connection refused: … (DUSK_MAX_CONNECTIONS=…, …)` |
+//! | connections, all / per peer / in handshake | [`connection_caps`] (libp2p `connection_limits`' ceilings, without its per-peer leak) | `connections.max`, `.max_per_peer`, `.max_pending_incoming` | `dusk_relay_connections_refused_total{reason=max_connections\|max_per_peer\|max_pending}` | `connection refused: … (DUSK_MAX_CONNECTIONS=…, …)` |
 //! | memory | libp2p `memory_connection_limits` ([`crate::behaviour`]) | `connections.max_memory_mib` | `…connections_refused_total{reason=memory}` | `connection refused: … (DUSK_RELAY_MAX_MEMORY_MIB)` |
 //! | connections per IP, IPv6 /64, /48 | [`connections`] over [`ip_tally`] | `connections.max_per_ip`, `.max_per_ipv6_64`, `.max_per_ipv6_48` | `…connections_refused_total{reason=per_ip\|per_ipv6_64\|per_ipv6_48}` | `connection refused: too many connections from one IP address (…)` |
 //! | handshakes in flight per IP, /64, /48 | [`connections`] | `connections.max_pending_per_ip`, `…_ipv6_64`, `…_ipv6_48` | `…{reason=pending_per_ip\|pending_per_ipv6_64\|pending_per_ipv6_48}` | `connection refused: too many handshakes in flight …` |
@@ -23,6 +23,7 @@
 //! ([`relay_per_ip::CircuitLeg`]), registrations with the store's expiry.
 
 pub(crate) mod bandwidth;
+pub mod connection_caps;
 pub mod connections;
 pub(crate) mod file_descriptors;
 pub(crate) mod ip_tally;

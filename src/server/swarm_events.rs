@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use libp2p::swarm::{ListenError, SwarmEvent};
-use libp2p::{connection_limits, memory_connection_limits, multiaddr::Protocol, Multiaddr, PeerId};
+use libp2p::{memory_connection_limits, multiaddr::Protocol, Multiaddr, PeerId};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
@@ -19,6 +19,7 @@ use crate::behaviour::{BehaviourEvent, RelaySwarm};
 use crate::circuit;
 use crate::config::settings::Id;
 use crate::events::RelayEvent;
+use crate::limits::connection_caps::CapExceeded;
 use crate::limits::connections::Refused;
 use crate::metrics::Metrics;
 use crate::rendezvous;
@@ -223,18 +224,9 @@ impl EventHandler {
                 ),
             ));
         }
-        if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
-            // libp2p keeps the kind private; its message names it.
-            let text = exceeded.to_string();
-            let reason = if text.contains("pending") {
-                "max_pending"
-            } else if text.contains("per peer") {
-                "max_per_peer"
-            } else {
-                "max_connections"
-            };
+        if let Some(exceeded) = cause.downcast_ref::<CapExceeded>() {
             return Some((
-                reason,
+                exceeded.cap.name(),
                 format!(
                     "connection refused: {exceeded} ({}={}, {}, {})",
                     Id::MaxConnections.env(),
