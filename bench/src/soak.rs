@@ -65,8 +65,16 @@ pub async fn soak(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Value)
     let stopped_at = start.elapsed();
     let waited = Instant::now();
     let mut back_to_zero = None;
+    let idle_tasks = samples.first().and_then(|s| s.gauges.tasks);
     while waited.elapsed() < ZERO_LIMIT {
-        if probe.gauges().await?.idle() {
+        let gauges = probe.gauges().await?;
+        // The relay samples its task count once a second: without waiting for it too,
+        // the last row would show the load's tasks, not what was left.
+        let tasks_settled = match (gauges.tasks, idle_tasks) {
+            (Some(now), Some(idle)) => now <= idle,
+            _ => true,
+        };
+        if gauges.idle() && tasks_settled {
             back_to_zero = Some(waited.elapsed());
             break;
         }
