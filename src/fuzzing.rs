@@ -100,13 +100,20 @@ pub fn circuit_address(data: &[u8]) {
 }
 
 /// One HOP request as a peer writes it on a stream (varint length and protobuf), read
-/// and judged exactly as the circuit server's handler does.
+/// and judged exactly as the circuit server's handler does; and the same bytes read as
+/// a destination's STOP answer.
 pub fn hop_request(data: &[u8]) {
     let mut io = futures::io::Cursor::new(data);
     if let Ok(message) = block_on(crate::circuit::wire::read_message(&mut io)) {
         let _ = crate::circuit::wire::hop_request(&message);
     }
     let _ = crate::circuit::wire::parse_hop_request(data);
+    // The same bytes as a destination's answer to STOP CONNECT.
+    let mut io = futures::io::Cursor::new(data);
+    let _ = block_on(crate::circuit::wire::read_message::<
+        crate::circuit::proto::StopMessage,
+        _,
+    >(&mut io));
 }
 
 #[cfg(test)]
