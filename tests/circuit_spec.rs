@@ -167,7 +167,7 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// What the relay promises with every accepted request (README, "Circuit limits"): the
+/// What the relay promises with every accepted request (README, the limits table): the
 /// default configuration's circuits have a 24 h duration and no byte limit.
 fn expected_limit() -> Limit {
     let limits = dusk_relay::Config::default().relay;
