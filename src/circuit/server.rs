@@ -200,16 +200,6 @@ impl Server {
         }
     }
 
-    /// Peers holding a reservation.
-    pub fn reservations(&self) -> usize {
-        self.reservations.peers()
-    }
-
-    /// Circuits carrying bytes now.
-    pub fn circuits(&self) -> usize {
-        self.open
-    }
-
     fn event(&mut self, event: Event) {
         self.actions.push_back(ToSwarm::GenerateEvent(event));
     }
