@@ -15,6 +15,7 @@ pub mod circuit;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod fleet;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -87,6 +87,13 @@ pub struct DeniedLabel {
 
 /// Every metric the relay exports. Cheap to update; shared with the HTTP endpoint
 /// through the [`Registry`] they are registered in.
+/// Which way a circuit crosses the fleet: `forwarded` (a client here, the destination
+/// on another node) or `received`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AcrossLabel {
+    pub across: &'static str,
+}
+
 pub struct Metrics {
     libp2p: libp2p::metrics::Metrics,
     reservations: Gauge,
@@ -95,6 +102,8 @@ pub struct Metrics {
     circuits: Gauge,
     runtime_tasks: Gauge,
     circuits_opened: Counter,
+    fleet_circuits: Family<AcrossLabel, Gauge>,
+    fleet_circuits_opened: Family<AcrossLabel, Counter>,
     circuits_closed: Family<ReasonLabel, Counter>,
     circuit_denials: Family<StatusLabel, Counter>,
     registrations: Gauge,
@@ -150,6 +159,8 @@ impl Metrics {
             circuits: Gauge::default(),
             runtime_tasks: Gauge::default(),
             circuits_opened: Counter::default(),
+            fleet_circuits: Family::default(),
+            fleet_circuits_opened: Family::default(),
             circuits_closed: Family::default(),
             circuit_denials: Family::default(),
             registrations: Gauge::default(),
@@ -191,6 +202,16 @@ impl Metrics {
             metrics.reservation_denials.clone(),
         );
         relay.register("circuits", "Circuits open now", metrics.circuits.clone());
+        relay.register(
+            "fleet_circuits",
+            "Circuits open now that cross the fleet's mesh (fleet mode), by direction",
+            metrics.fleet_circuits.clone(),
+        );
+        relay.register(
+            "fleet_circuits_opened",
+            "Circuits opened across the fleet's mesh (fleet mode), by direction",
+            metrics.fleet_circuits_opened.clone(),
+        );
         relay.register(
             "runtime_tasks",
             "Tasks alive in the relay's tokio runtime (each open circuit is one), sampled every second",
@@ -322,6 +343,17 @@ impl Metrics {
     pub fn circuit_opened(&self, open: usize) {
         self.circuits_opened.inc();
         self.circuits.set(open as i64);
+    }
+
+    /// A circuit across the fleet opened (`true`) or closed.
+    pub fn fleet_circuit(&self, across: &'static str, opened: bool) {
+        let label = AcrossLabel { across };
+        if opened {
+            self.fleet_circuits_opened.get_or_create(&label).inc();
+            self.fleet_circuits.get_or_create(&label).inc();
+        } else {
+            self.fleet_circuits.get_or_create(&label).dec();
+        }
     }
 
     pub fn circuit_closed(&self, open: usize, error: bool) {

@@ -19,6 +19,7 @@ use crate::circuit::splice::SpliceServices;
 use crate::circuit::{self, ServerParts};
 use crate::config::defaults;
 use crate::config::Config;
+use crate::fleet::FleetLink;
 use crate::limits::bandwidth::Bandwidth;
 use crate::limits::connection_caps::ConnectionCaps;
 use crate::limits::connections::SourceLimits;
@@ -58,6 +59,8 @@ pub struct Shared {
     pub descriptor_budget: Option<usize>,
     /// Byte counts and bandwidth caps of circuits.
     pub splice: SpliceServices,
+    /// Fleet mode's directory and mesh; `None` for a single relay.
+    pub fleet: Option<FleetLink>,
 }
 
 impl Shared {
@@ -73,6 +76,7 @@ impl Shared {
                 relayed: Default::default(),
                 bandwidth: Bandwidth::new(&config.bandwidth, Default::default()),
             },
+            fleet: None,
         }
     }
 }
@@ -112,6 +116,7 @@ impl Behaviour {
             access: shared.access,
             ip_caps: shared.ip_caps,
             splice: shared.splice,
+            fleet: shared.fleet,
         });
 
         Behaviour {

@@ -11,6 +11,10 @@
 //! - A peer the access list denies is answered `PERMISSION_DENIED` by its connection's
 //!   handler ([`super::handler`]); a list reload closes the connections it now denies.
 //! - Relayed connections get no HOP at all (no relay over relay).
+//! - In a fleet ([`crate::fleet`]), a CONNECT to a peer reserved on another node is
+//!   forwarded there over the mesh, and circuits other nodes forward here are served
+//!   like local CONNECTs (never forwarded again); reservations are listed in the
+//!   fleet's directory.
 //!
 //! The limit sent with every accepted request is what libp2p-relay sent, which
 //! js-libp2p and the dusk 0.54 client accept: a duration (`u32::MAX` s when circuits
@@ -39,6 +43,7 @@ use libp2p::swarm::{
     NetworkBehaviour, NotifyHandler, Stream, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::handler::{self, CircuitId, FromServer, Handler, ToServer};
@@ -50,6 +55,8 @@ use super::voucher;
 use super::wire::{self, HopRequest};
 use crate::access::{AccessControl, Denied};
 use crate::config::RelayLimits;
+use crate::fleet::forward::{self, Forwarding};
+use crate::fleet::{Across, FleetLink, MeshCircuit, RemoteEvent};
 use crate::limits::relay_per_ip::{CircuitLeg, IpCaps};
 use crate::multiaddr_ext::{ip_of, is_relayed};
 
@@ -81,6 +88,8 @@ pub enum Event {
         src: PeerId,
         dst: PeerId,
         open: usize,
+        /// `Some` for a circuit across the fleet.
+        across: Option<Across>,
     },
     CircuitDenied {
         src: PeerId,
@@ -92,6 +101,7 @@ pub enum Event {
         dst: PeerId,
         open: usize,
         error: Option<io::Error>,
+        across: Option<Across>,
     },
     AccessDenied {
         peer: PeerId,
@@ -108,6 +118,8 @@ pub struct ServerParts {
     pub access: AccessControl,
     pub ip_caps: IpCaps,
     pub splice: SpliceServices,
+    /// Fleet mode: the directory and the mesh; `None` for a single relay.
+    pub fleet: Option<FleetLink>,
 }
 
 struct Connection {
@@ -119,17 +131,20 @@ struct Connection {
 /// A circuit whose destination has not answered STOP yet.
 struct Pending {
     src: PeerId,
-    src_connection: ConnectionId,
+    /// `None` for a circuit another node forwarded.
+    src_connection: Option<ConnectionId>,
     src_leg: Option<CircuitLeg>,
     dst: PeerId,
     dst_connection: ConnectionId,
     hop: Stream,
+    across: Option<Across>,
 }
 
 struct Ended {
     src: PeerId,
     dst: PeerId,
     error: Option<io::Error>,
+    across: Option<Across>,
 }
 
 pub struct Server {
@@ -145,6 +160,12 @@ pub struct Server {
     connections: HashMap<ConnectionId, Connection>,
     reservations: Reservations,
     pending: HashMap<CircuitId, Pending>,
+    /// Circuits this node forwards to another, pending or open.
+    forwarded: HashMap<CircuitId, (PeerId, PeerId)>,
+    forwarded_events: (
+        mpsc::UnboundedSender<(CircuitId, RemoteEvent)>,
+        mpsc::UnboundedReceiver<(CircuitId, RemoteEvent)>,
+    ),
     /// Circuits pending or open, per peer at either end.
     circuits_of_peer: HashMap<PeerId, usize>,
     /// Circuits pending or open.
@@ -189,6 +210,8 @@ impl Server {
             connections: HashMap::new(),
             reservations: Reservations::default(),
             pending: HashMap::new(),
+            forwarded: HashMap::new(),
+            forwarded_events: mpsc::unbounded_channel(),
             circuits_of_peer: HashMap::new(),
             circuits_taken: 0,
             open: 0,
@@ -272,6 +295,9 @@ impl Server {
         let duration = self.parts.limits.reservation_duration;
         let until = Instant::now() + duration;
         let reserved = self.reservations.reserve(peer, connection, until);
+        if let Some(fleet) = &self.parts.fleet {
+            fleet.directory.claim(peer, duration);
+        }
         self.notify(peer, connection, FromServer::Reserved { until });
         let expire = (SystemTime::now() + duration)
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -338,28 +364,64 @@ impl Server {
         let dst_connection = self.reservations.connection_of(&dst);
         let dst_connection = match (refusal, dst_connection) {
             (None, Some(connection)) => connection,
+            (None, None) if self.parts.fleet.is_some() => {
+                self.forward(src, src_ip, dst, hop);
+                return;
+            }
             (refusal, _) => {
                 self.deny_circuit(src, dst, hop, refusal.unwrap_or(Status::NoReservation));
                 return;
             }
         };
+        let src_leg = src_ip.map(|ip| self.parts.ip_caps.circuit_leg(ip));
+        self.stop(Pending {
+            src,
+            src_connection: Some(src_connection),
+            src_leg,
+            dst,
+            dst_connection,
+            hop,
+            across: None,
+        });
+    }
+
+    /// A circuit another node forwarded: served like a local CONNECT (the source's IP
+    /// is that node's to count), never forwarded again.
+    fn on_received(&mut self, circuit: MeshCircuit) {
+        let MeshCircuit { src, dst, stream } = circuit;
+        let refusal = self.circuit_refusal(src, None);
+        match (refusal, self.reservations.connection_of(&dst)) {
+            (None, Some(dst_connection)) => self.stop(Pending {
+                src,
+                src_connection: None,
+                src_leg: None,
+                dst,
+                dst_connection,
+                hop: stream,
+                across: Some(Across::Received),
+            }),
+            (refusal, _) => {
+                let status = refusal.unwrap_or(Status::NoReservation);
+                self.deny_circuit(src, dst, stream, status);
+            }
+        }
+    }
+
+    fn take_circuit(&mut self, src: PeerId, dst: PeerId) -> CircuitId {
         let id = CircuitId(self.next_circuit);
         self.next_circuit += 1;
         self.circuits_taken += 1;
         for peer in [src, dst] {
             *self.circuits_of_peer.entry(peer).or_default() += 1;
         }
-        self.pending.insert(
-            id,
-            Pending {
-                src,
-                src_connection,
-                src_leg: src_ip.map(|ip| self.parts.ip_caps.circuit_leg(ip)),
-                dst,
-                dst_connection,
-                hop,
-            },
-        );
+        id
+    }
+
+    /// Sends `dst` STOP CONNECT for a circuit that passed every check.
+    fn stop(&mut self, pending: Pending) {
+        let (src, dst, dst_connection) = (pending.src, pending.dst, pending.dst_connection);
+        let id = self.take_circuit(src, dst);
+        self.pending.insert(id, pending);
         self.notify(
             dst,
             dst_connection,
@@ -369,6 +431,64 @@ impl Server {
                 limit: self.limit,
             },
         );
+    }
+
+    /// Forwards a CONNECT to the node holding `dst`'s reservation, if one does.
+    fn forward(&mut self, src: PeerId, src_ip: Option<IpAddr>, dst: PeerId, hop: Stream) {
+        let Some(fleet) = &self.parts.fleet else {
+            return;
+        };
+        let (directory, mesh) = (fleet.directory.clone(), fleet.mesh.clone());
+        let id = self.take_circuit(src, dst);
+        self.forwarded.insert(id, (src, dst));
+        tokio::spawn(forward::forward(Forwarding {
+            id,
+            src,
+            dst,
+            hop,
+            src_leg: src_ip.map(|ip| self.parts.ip_caps.circuit_leg(ip)),
+            limit: self.limit,
+            limits: self.circuit_limits,
+            services: self.parts.splice.clone(),
+            directory,
+            mesh,
+            events: self.forwarded_events.0.clone(),
+        }));
+    }
+
+    fn on_forwarded(&mut self, id: CircuitId, event: RemoteEvent) {
+        let Some(&(src, dst)) = self.forwarded.get(&id) else {
+            return;
+        };
+        let across = Some(Across::Forwarded);
+        match event {
+            RemoteEvent::Opened => {
+                self.open += 1;
+                self.event(Event::CircuitOpened {
+                    src,
+                    dst,
+                    open: self.open,
+                    across,
+                });
+            }
+            RemoteEvent::Denied(status) => {
+                self.forwarded.remove(&id);
+                self.circuit_gone(src, dst);
+                self.event(Event::CircuitDenied { src, dst, status });
+            }
+            RemoteEvent::Ended(error) => {
+                self.forwarded.remove(&id);
+                self.open = self.open.saturating_sub(1);
+                self.circuit_gone(src, dst);
+                self.event(Event::CircuitClosed {
+                    src,
+                    dst,
+                    open: self.open,
+                    error,
+                    across,
+                });
+            }
+        }
     }
 
     fn deny_circuit(&mut self, src: PeerId, dst: PeerId, hop: Stream, status: Status) {
@@ -407,7 +527,7 @@ impl Server {
                 return;
             }
         };
-        let (src, dst) = (pending.src, pending.dst);
+        let (src, dst, across) = (pending.src, pending.dst, pending.across);
         let dst_leg = self
             .connections
             .get(&pending.dst_connection)
@@ -439,6 +559,7 @@ impl Server {
                     Ok(result) => result.err(),
                     Err(e) => Some(io::Error::other(e)),
                 },
+                across,
             })
             .boxed(),
         );
@@ -447,6 +568,7 @@ impl Server {
             src,
             dst,
             open: self.open,
+            across,
         });
     }
 
@@ -457,13 +579,17 @@ impl Server {
         let orphaned: Vec<CircuitId> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.src_connection == connection || p.dst_connection == connection)
+            .filter(|(_, p)| {
+                p.src_connection == Some(connection) || p.dst_connection == connection
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in orphaned {
             if let Some(pending) = self.pending.remove(&id) {
                 self.circuit_gone(pending.src, pending.dst);
-                if pending.dst_connection == connection && pending.src_connection != connection {
+                if pending.dst_connection == connection
+                    && pending.src_connection != Some(connection)
+                {
                     self.deny_circuit(
                         pending.src,
                         pending.dst,
@@ -485,6 +611,9 @@ impl Server {
     fn ended(&mut self, peer: PeerId, last: bool) {
         if last {
             self.parts.ip_caps.reservation_ended(peer);
+            if let Some(fleet) = &self.parts.fleet {
+                fleet.directory.release(peer);
+            }
             self.event(Event::ReservationEnded {
                 peer,
                 peers: self.reservations.peers(),
@@ -638,7 +767,19 @@ impl NetworkBehaviour for Server {
                 dst: ended.dst,
                 open: self.open,
                 error: ended.error,
+                across: ended.across,
             });
+        }
+        while let Poll::Ready(Some((id, event))) = self.forwarded_events.1.poll_recv(cx) {
+            self.on_forwarded(id, event);
+        }
+        while let Some(Poll::Ready(Some(circuit))) = self
+            .parts
+            .fleet
+            .as_mut()
+            .map(|fleet| fleet.received.poll_recv(cx))
+        {
+            self.on_received(circuit);
         }
         self.poll_expiry(cx);
         match self.actions.pop_front() {

@@ -56,6 +56,23 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How the binary writes its log lines.
     pub log_format: LogFormat,
+    /// Fleet mode: `None` for a single relay.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// Fleet mode (`DUSK_RELAY_FLEET`): relays sharing one identity behind one name, a
+/// reservation directory in Redis and a mesh between them ([`crate::fleet`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// The fleet's Redis/Valkey URL: the reservation directory, and the rendezvous
+    /// store unless `rendezvous.store` is set.
+    pub redis: String,
+    /// This node's mesh listener.
+    pub mesh_addr: SocketAddr,
+    /// `host:port` the other nodes dial this node's mesh at; `None`: `mesh_addr`.
+    pub mesh_announce: Option<String>,
+    /// The fleet secret every node shares.
+    pub mesh_key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -320,6 +337,7 @@ impl Default for Config {
             )),
             drain_timeout: defaults::DRAIN_TIMEOUT,
             log_format: LogFormat::Text,
+            fleet: None,
         }
     }
 }

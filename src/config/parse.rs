@@ -19,7 +19,7 @@ impl Vars<'_> {
             var: var.env(),
             key: self.name(var),
             // A store URL may carry a password: never print it back.
-            value: if var == Id::RendezvousStore {
+            value: if var == Id::RendezvousStore || var == Id::Fleet {
                 crate::rendezvous::redis::redact(value)
             } else {
                 crate::rendezvous::redis::redact_urls_in(value)
@@ -202,6 +202,10 @@ impl Config {
             return Err(vars.invalid(Id::ListenIps, "", "needs at least one IP".into()));
         }
         vars.check_ttls(&config.rendezvous)?;
+        config.fleet = vars.fleet()?;
+        if let (Some(fleet), None) = (&config.fleet, vars.get(Id::RendezvousStore)) {
+            config.rendezvous.store = RendezvousStore::Redis(fleet.redis.clone());
+        }
         Ok(config)
     }
 }
@@ -226,6 +230,55 @@ impl Vars<'_> {
                 path.display()
             ),
         ))
+    }
+
+    /// Fleet mode: the Redis URL turns it on and needs the mesh address and key; the
+    /// mesh settings alone are a mistake worth stopping for.
+    fn fleet(&self) -> Result<Option<FleetConfig>, ConfigError> {
+        let mesh = [Id::MeshAddr, Id::MeshAnnounceAddr, Id::MeshKeyFile];
+        let Some(redis) = self.get(Id::Fleet) else {
+            if let Some(id) = mesh.into_iter().find(|id| self.get(*id).is_some()) {
+                let raw = self.get(id).unwrap_or_default();
+                return Err(self.invalid(
+                    id,
+                    raw,
+                    format!("has no effect without {}", self.name(Id::Fleet)),
+                ));
+            }
+            return Ok(None);
+        };
+        match redis.parse::<RendezvousStore>() {
+            Ok(RendezvousStore::Redis(_)) => {}
+            Ok(RendezvousStore::Memory) => {
+                return Err(self.invalid(Id::Fleet, redis, "expected a redis://host:port[/db] URL".into()))
+            }
+            Err(reason) => return Err(self.invalid(Id::Fleet, redis, reason)),
+        }
+        let required = |id: Id, what: &str| {
+            self.get(id).ok_or_else(|| {
+                self.invalid(id, "", format!("unset, and fleet mode ({}) needs {what}", self.name(Id::Fleet)))
+            })
+        };
+        let raw = required(Id::MeshAddr, "this node's mesh listener (IP:port)")?;
+        let mesh_addr = raw.parse().map_err(|_| {
+            self.invalid(Id::MeshAddr, raw, "not an IP:port (e.g. 10.0.0.5:4002)".into())
+        })?;
+        let mesh_key_file =
+            PathBuf::from(required(Id::MeshKeyFile, "the fleet secret's file")?);
+        let mesh_announce = match self.get(Id::MeshAnnounceAddr) {
+            None => None,
+            Some(raw) => {
+                crate::fleet::announce_multiaddr(raw)
+                    .map_err(|reason| self.invalid(Id::MeshAnnounceAddr, raw, reason))?;
+                Some(raw.to_owned())
+            }
+        };
+        Ok(Some(FleetConfig {
+            redis: redis.to_owned(),
+            mesh_addr,
+            mesh_announce,
+            mesh_key_file,
+        }))
     }
 
     /// The circuit lifetime: 0 means no limit. libp2p panics above `u32::MAX` seconds

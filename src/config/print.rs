@@ -81,6 +81,12 @@ impl Config {
                     .unwrap_or(Duration::ZERO)
                     .to_toml(),
             ),
+            Id::Fleet => Some(Value::String(crate::rendezvous::redis::redact(
+                &self.fleet.as_ref()?.redis,
+            ))),
+            Id::MeshAddr => Some(Value::String(self.fleet.as_ref()?.mesh_addr.to_string())),
+            Id::MeshAnnounceAddr => Some(Value::String(self.fleet.as_ref()?.mesh_announce.clone()?)),
+            Id::MeshKeyFile => Some(path(&self.fleet.as_ref()?.mesh_key_file)),
             _ => self.field_value(id),
         }
     }

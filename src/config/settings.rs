@@ -285,6 +285,18 @@ settings! {
     RendezvousStore = "rendezvous.store", "DUSK_RELAY_RENDEZVOUS_STORE",
         "memory, or redis://[:password@]host:6379 shared by a fleet of relays"
             => rendezvous.store: parse;
+    Fleet = "fleet.redis", "DUSK_RELAY_FLEET",
+        "fleet mode: redis://host:6379/db of the fleet's Redis/Valkey (reservation directory, and rendezvous store unless set)"
+            => (by hand: needs the mesh settings);
+    MeshAddr = "fleet.mesh_addr", "DUSK_RELAY_MESH_ADDR",
+        "IP:port of this node's mesh listener (fleet mode; keep it on a private network)"
+            => (by hand: fleet mode only);
+    MeshAnnounceAddr = "fleet.mesh_announce_addr", "DUSK_RELAY_MESH_ANNOUNCE_ADDR",
+        "host:port the other nodes dial this node's mesh at; unset: the mesh address"
+            => (by hand: fleet mode only);
+    MeshKeyFile = "fleet.mesh_key_file", "DUSK_RELAY_MESH_KEY_FILE",
+        "the fleet secret: a file of at least 32 random bytes (openssl rand -hex 32), the same on every node"
+            => (by hand: fleet mode only);
 }
 
 /// Read by the binary to find the file layer; not itself a setting.

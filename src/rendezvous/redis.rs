@@ -175,16 +175,7 @@ impl RedisStore {
     /// warning, and operations fail with [`StoreError`] until Redis answers, then work
     /// without rebuilding the store.
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError(format!("invalid Redis URL {}: {e}", redact(url))))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(RECONNECT_RETRIES)
-            .set_min_delay(RECONNECT_MIN_DELAY)
-            .set_max_delay(RECONNECT_MAX_DELAY);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError(format!("Redis {}: {e}", redact(url))))?;
+        let connection = lazy_connection(url).map_err(StoreError)?;
         let store = RedisStore { connection };
         let ping = redis::cmd("PING");
         let pinged = store
@@ -258,6 +249,22 @@ impl RedisStore {
         }
         .boxed()
     }
+}
+
+/// A connection to the Redis/Valkey at `url` that connects on first use and
+/// reconnects by itself, failing fast while Redis is away (the timeouts above). Shared
+/// with the fleet's reservation directory.
+pub(crate) fn lazy_connection(url: &str) -> Result<ConnectionManager, String> {
+    let client = redis::Client::open(url)
+        .map_err(|e| format!("invalid Redis URL {}: {e}", redact(url)))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_min_delay(RECONNECT_MIN_DELAY)
+        .set_max_delay(RECONNECT_MAX_DELAY);
+    ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| format!("Redis {}: {e}", redact(url)))
 }
 
 fn arg(value: impl ToString) -> Vec<u8> {

@@ -50,6 +50,8 @@ pub enum RelayError {
     RendezvousStore(#[from] StoreError),
     #[error("cannot set up the transport: {0}")]
     Transport(String),
+    #[error("fleet mode cannot start: {0}")]
+    Fleet(#[from] crate::fleet::FleetError),
     #[error(
         "cannot listen on {addr}: {reason}. If the port is in use, find the other process \
          (lsof -i :{port}) or choose another port ({var})"
@@ -119,6 +121,7 @@ impl Relay {
     ) -> Result<Relay, RelayError> {
         let identity = startup::load_identity(&config)?;
         let certificate = startup::load_certificate(&config)?;
+        let fleet = startup::start_fleet(&config).await?;
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::new(&mut registry);
         let draining = Arc::new(AtomicBool::new(false));
@@ -139,6 +142,7 @@ impl Relay {
                     relayed: metrics.relayed_bytes(),
                     bandwidth: Bandwidth::new(&config.bandwidth, metrics.throttled_seconds()),
                 },
+                fleet,
             },
             &mut registry,
         )?;

@@ -23,6 +23,7 @@ use crate::behaviour::{Behaviour, RelaySwarm, Shared};
 use crate::config::settings::Id;
 use crate::config::Config;
 use crate::events::RelayEvent;
+use crate::fleet::{self, Directory, FleetLink, Mesh};
 use crate::http::{self, Health};
 use crate::identity::{self, Origin};
 use crate::metrics::Metrics;
@@ -80,6 +81,24 @@ pub(super) fn load_certificate(config: &Config) -> Result<Option<Certificate>, R
     }
     let served = ServedCertificate::new(&material)?;
     Ok(Some(Certificate { material, served }))
+}
+
+/// Fleet mode: the fleet secret, the mesh listener and the reservation directory;
+/// `None` for a single relay.
+pub(super) async fn start_fleet(config: &Config) -> Result<Option<FleetLink>, RelayError> {
+    let Some(fleet) = &config.fleet else {
+        return Ok(None);
+    };
+    let key = fleet::key::load(&fleet.mesh_key_file)?;
+    let (mesh, incoming) = Mesh::start(fleet, key).await?;
+    let directory = Directory::start(&fleet.redis, mesh.local().clone())?;
+    info!(
+        "fleet mode: directory {}, mesh {} (key fingerprint {})",
+        crate::rendezvous::redis::redact(&fleet.redis),
+        mesh.local(),
+        key.fingerprint()
+    );
+    Ok(Some(FleetLink::new(directory, mesh, incoming)))
 }
 
 /// The transport (every listener's) and the behaviour, in one swarm.

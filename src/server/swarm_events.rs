@@ -275,10 +275,24 @@ impl EventHandler {
                 self.metrics.set_reservations(peers);
                 self.emit(RelayEvent::ReservationEnded { peer });
             }
-            Event::CircuitOpened { src, dst, open } => {
+            Event::CircuitOpened {
+                src,
+                dst,
+                open,
+                across,
+            } => {
                 self.circuits = open;
                 self.metrics.circuit_opened(open);
-                info!("circuit opened: {src} -> {dst} (through relay)");
+                match across {
+                    None => info!("circuit opened: {src} -> {dst} (through relay)"),
+                    Some(across) => {
+                        self.metrics.fleet_circuit(across.name(), true);
+                        info!(
+                            "circuit opened: {src} -> {dst} (through relay, {} across the fleet)",
+                            across.name()
+                        )
+                    }
+                }
                 self.emit(RelayEvent::CircuitOpened { src, dst });
             }
             Event::CircuitDenied { src, dst, status } => {
@@ -297,9 +311,13 @@ impl EventHandler {
                 dst,
                 open,
                 error,
+                across,
             } => {
                 self.circuits = open;
                 self.metrics.circuit_closed(open, error.is_some());
+                if let Some(across) = across {
+                    self.metrics.fleet_circuit(across.name(), false);
+                }
                 info!("circuit closed: {src} -> {dst} (active circuits: {open})");
                 if let Some(error) = error {
                     debug!(error = %error, "circuit closed with an error");
