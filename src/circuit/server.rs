@@ -579,9 +579,7 @@ impl Server {
         let orphaned: Vec<CircuitId> = self
             .pending
             .iter()
-            .filter(|(_, p)| {
-                p.src_connection == Some(connection) || p.dst_connection == connection
-            })
+            .filter(|(_, p)| p.src_connection == Some(connection) || p.dst_connection == connection)
             .map(|(id, _)| *id)
             .collect();
         for id in orphaned {

@@ -250,21 +250,35 @@ impl Vars<'_> {
         match redis.parse::<RendezvousStore>() {
             Ok(RendezvousStore::Redis(_)) => {}
             Ok(RendezvousStore::Memory) => {
-                return Err(self.invalid(Id::Fleet, redis, "expected a redis://host:port[/db] URL".into()))
+                return Err(self.invalid(
+                    Id::Fleet,
+                    redis,
+                    "expected a redis://host:port[/db] URL".into(),
+                ))
             }
             Err(reason) => return Err(self.invalid(Id::Fleet, redis, reason)),
         }
         let required = |id: Id, what: &str| {
             self.get(id).ok_or_else(|| {
-                self.invalid(id, "", format!("unset, and fleet mode ({}) needs {what}", self.name(Id::Fleet)))
+                self.invalid(
+                    id,
+                    "",
+                    format!(
+                        "unset, and fleet mode ({}) needs {what}",
+                        self.name(Id::Fleet)
+                    ),
+                )
             })
         };
         let raw = required(Id::MeshAddr, "this node's mesh listener (IP:port)")?;
         let mesh_addr = raw.parse().map_err(|_| {
-            self.invalid(Id::MeshAddr, raw, "not an IP:port (e.g. 10.0.0.5:4002)".into())
+            self.invalid(
+                Id::MeshAddr,
+                raw,
+                "not an IP:port (e.g. 10.0.0.5:4002)".into(),
+            )
         })?;
-        let mesh_key_file =
-            PathBuf::from(required(Id::MeshKeyFile, "the fleet secret's file")?);
+        let mesh_key_file = PathBuf::from(required(Id::MeshKeyFile, "the fleet secret's file")?);
         let mesh_announce = match self.get(Id::MeshAnnounceAddr) {
             None => None,
             Some(raw) => {

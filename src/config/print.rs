@@ -85,7 +85,9 @@ impl Config {
                 &self.fleet.as_ref()?.redis,
             ))),
             Id::MeshAddr => Some(Value::String(self.fleet.as_ref()?.mesh_addr.to_string())),
-            Id::MeshAnnounceAddr => Some(Value::String(self.fleet.as_ref()?.mesh_announce.clone()?)),
+            Id::MeshAnnounceAddr => {
+                Some(Value::String(self.fleet.as_ref()?.mesh_announce.clone()?))
+            }
             Id::MeshKeyFile => Some(path(&self.fleet.as_ref()?.mesh_key_file)),
             _ => self.field_value(id),
         }

@@ -72,7 +72,11 @@ impl Directory {
         let connection =
             crate::rendezvous::redis::lazy_connection(url).map_err(FleetError::Redis)?;
         let (changes, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(write_changes(connection.clone(), node.to_string(), receiver));
+        tokio::spawn(write_changes(
+            connection.clone(),
+            node.to_string(),
+            receiver,
+        ));
         Ok(Directory {
             connection,
             node,
@@ -267,6 +271,9 @@ async fn refresh_marker(connection: &mut ConnectionManager, node: &str) -> Optio
         .arg(MARKER_TTL.as_millis() as u64)
         .arg("XX");
     let refreshed = set.query_async::<Option<String>>(connection);
-    let answer = tokio::time::timeout(LOOKUP_TIMEOUT, refreshed).await.ok()?.ok()?;
+    let answer = tokio::time::timeout(LOOKUP_TIMEOUT, refreshed)
+        .await
+        .ok()?
+        .ok()?;
     Some(answer.is_some())
 }

@@ -172,7 +172,9 @@ pub async fn forward(f: Forwarding) {
         opened: false,
         done: false,
     };
-    let Forwarding { src, dst, mut hop, .. } = f;
+    let Forwarding {
+        src, dst, mut hop, ..
+    } = f;
     let status = match reach(&f.directory, &f.mesh, src, dst).await {
         Ok(mesh_stream) => match destination_answer(mesh_stream).await {
             Ok(mesh_stream) => {

@@ -117,9 +117,7 @@ impl Mesh {
             streams: libp2p_stream::Behaviour::new(),
         };
         let mut control = behaviour.streams.new_control();
-        let incoming = control
-            .accept(PROTOCOL)
-            .map_err(|e| error(e.to_string()))?;
+        let incoming = control.accept(PROTOCOL).map_err(|e| error(e.to_string()))?;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_other_transport(|_| transport)
@@ -129,9 +127,7 @@ impl Mesh {
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
             .build();
         let listen = tcp_multiaddr(config.mesh_addr);
-        swarm
-            .listen_on(listen)
-            .map_err(|e| error(e.to_string()))?;
+        swarm.listen_on(listen).map_err(|e| error(e.to_string()))?;
         let bound = loop {
             match swarm.select_next_some().await {
                 SwarmEvent::NewListenAddr { address, .. } => break address,
@@ -213,8 +209,10 @@ fn tcp_multiaddr(addr: SocketAddr) -> Multiaddr {
 /// anything else as it is.
 async fn resolve(addr: Multiaddr) -> Result<Multiaddr, String> {
     let mut parts = addr.iter();
-    let (Some(Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name)), Some(Protocol::Tcp(port))) =
-        (parts.next(), parts.next())
+    let (
+        Some(Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name)),
+        Some(Protocol::Tcp(port)),
+    ) = (parts.next(), parts.next())
     else {
         return Ok(addr);
     };
@@ -233,7 +231,10 @@ struct KnownNodes(Arc<Mutex<HashMap<PeerId, Multiaddr>>>);
 
 impl KnownNodes {
     fn remember(&self, peer: PeerId, addr: Multiaddr) {
-        let mut nodes = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut nodes = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if nodes.len() >= MAX_KNOWN_NODES && !nodes.contains_key(&peer) {
             nodes.clear();
         }
@@ -241,7 +242,10 @@ impl KnownNodes {
     }
 
     fn address_of(&self, peer: &PeerId) -> Option<Multiaddr> {
-        let nodes = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let nodes = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         nodes.get(peer).cloned()
     }
 }

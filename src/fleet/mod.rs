@@ -47,7 +47,8 @@ pub enum FleetError {
 /// `host:port` as a multiaddr other nodes can dial: `/ip4|ip6/…/tcp/…` for an IP,
 /// `/dns/…/tcp/…` for a name (a container's service name), resolved when dialled.
 pub fn announce_multiaddr(host_port: &str) -> Result<Multiaddr, String> {
-    let bad = || format!("expected host:port (e.g. 10.0.0.5:4002 or relay-2:4002), got {host_port:?}");
+    let bad =
+        || format!("expected host:port (e.g. 10.0.0.5:4002 or relay-2:4002), got {host_port:?}");
     let (host, port) = host_port.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     if port == 0 {

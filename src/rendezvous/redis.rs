@@ -255,8 +255,8 @@ impl RedisStore {
 /// reconnects by itself, failing fast while Redis is away (the timeouts above). Shared
 /// with the fleet's reservation directory.
 pub(crate) fn lazy_connection(url: &str) -> Result<ConnectionManager, String> {
-    let client = redis::Client::open(url)
-        .map_err(|e| format!("invalid Redis URL {}: {e}", redact(url)))?;
+    let client =
+        redis::Client::open(url).map_err(|e| format!("invalid Redis URL {}: {e}", redact(url)))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECTION_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
