@@ -140,6 +140,9 @@ struct Pending {
     across: Option<Across>,
 }
 
+type ForwardedSender = mpsc::UnboundedSender<(CircuitId, RemoteEvent)>;
+type ForwardedReceiver = mpsc::UnboundedReceiver<(CircuitId, RemoteEvent)>;
+
 struct Ended {
     src: PeerId,
     dst: PeerId,
@@ -162,10 +165,7 @@ pub struct Server {
     pending: HashMap<CircuitId, Pending>,
     /// Circuits this node forwards to another, pending or open.
     forwarded: HashMap<CircuitId, (PeerId, PeerId)>,
-    forwarded_events: (
-        mpsc::UnboundedSender<(CircuitId, RemoteEvent)>,
-        mpsc::UnboundedReceiver<(CircuitId, RemoteEvent)>,
-    ),
+    forwarded_events: (ForwardedSender, ForwardedReceiver),
     /// Circuits pending or open, per peer at either end.
     circuits_of_peer: HashMap<PeerId, usize>,
     /// Circuits pending or open.
