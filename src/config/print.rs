@@ -168,6 +168,12 @@ mod tests {
         config.tls.cert_and_key = Some(("/c.pem".into(), "/k.pem".into()));
         config.tls.hostnames = vec!["relay.example".into()];
         config.external_addrs = vec!["/dns4/relay.example/tcp/4001".parse().unwrap()];
+        config.fleet = Some(crate::config::FleetConfig {
+            redis: "redis://valkey:6379/0".into(),
+            mesh_addr: "10.0.0.5:4002".parse().unwrap(),
+            mesh_announce: Some("relay-2:4002".into()),
+            mesh_key_file: "/fleet.key".into(),
+        });
         for setting in settings::SETTINGS {
             assert!(
                 config.value_of(setting.id).is_some(),

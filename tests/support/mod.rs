@@ -8,6 +8,7 @@
 //! `swarm` (bare TCP swarms for peers the client cannot play).
 #![allow(dead_code, unused_imports, unused_macros)] // each test file uses part of this module
 
+pub mod dusk_client;
 mod exchange;
 pub mod hop;
 pub mod hostile;
