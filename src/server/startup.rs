@@ -26,6 +26,7 @@ use crate::events::RelayEvent;
 use crate::http::{self, Health};
 use crate::identity::{self, Origin};
 use crate::metrics::Metrics;
+use crate::net::proxy_protocol::ProxyProtocol;
 use crate::net::transport;
 use crate::net::transport::WssTls;
 use crate::tls::reload::{CertificateReloader, ServedCertificate, WatchGuard};
@@ -94,6 +95,11 @@ pub(super) fn build_swarm(
         &keypair,
         certificate.map(|c| WssTls::Serve(c.served.server_config())),
         config.handshake_timeout,
+        // Headers being read count as handshakes: the same budget bounds them.
+        &ProxyProtocol::new(
+            &config.proxy_protocol_from,
+            usize::try_from(config.connection_limits.max_pending_incoming).unwrap_or(usize::MAX),
+        ),
     )
     .map_err(|e| RelayError::Transport(e.to_string()))?;
     let behaviour = Behaviour::with_shared(&keypair, config, shared);
