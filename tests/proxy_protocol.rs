@@ -407,3 +407,20 @@ async fn headers_read_at_once_are_capped_and_the_slots_come_back() {
         tcp_addr(SocketAddr::new(CLIENT_A.into(), 40001))
     );
 }
+
+/// `dusk-relay healthcheck` probes the relay from its own address: when the relay
+/// trusts that address (a balancer on the same host), the probe sends `PROXY UNKNOWN`
+/// and is served, instead of being closed for lacking a header.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_health_check_passes_a_relay_that_trusts_loopback() {
+    let relay = relay_trusting("127.0.0.1", |_| {}).await;
+    let mut config = dusk_relay::testing::loopback_config(relay.dir.path());
+    config.port = socket_of(&relay.addr(Transport::Tcp)).port();
+    config.ws_port = None;
+    config.wss_port = None;
+    config.proxy_protocol_from = vec!["127.0.0.1".parse().expect("range")];
+    let answered = dusk_relay::server::healthcheck::check(&config)
+        .await
+        .expect("the relay is healthy");
+    assert_eq!(answered, relay.peer_id());
+}
