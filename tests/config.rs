@@ -125,6 +125,7 @@ fn each_invalid_value_is_refused_naming_its_key() {
         ),
         ("relay.max_circuit_bytes", "lots", "relay.max_circuit_bytes"),
         ("rendezvous.max_ttl_secs", "0", "rendezvous.max_ttl_secs"),
+        ("proxy_protocol.from", "10.0.0.0/33", "proxy_protocol.from"),
     ];
     for (key, value, _) in cases {
         let setting = dusk_relay::config::settings::SETTINGS

@@ -89,8 +89,13 @@ impl Client {
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_other_transport(|key| {
-                transport::build(key, Some(wss), Duration::from_secs(20))
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                transport::build(
+                    key,
+                    Some(wss),
+                    Duration::from_secs(20),
+                    &dusk_relay::net::proxy_protocol::ProxyProtocol::off(),
+                )
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| anyhow!("client transport: {e}"))?
             .with_relay_client(noise::Config::new, yamux::Config::default)

@@ -100,6 +100,7 @@ async fn baseline(dir: &Path, circuits: usize, reservations: usize) -> anyhow::R
         &keypair,
         Some(WssTls::Serve(server_config)),
         dusk_relay::config::defaults::CONNECTION_UPGRADE_TIMEOUT,
+        &dusk_relay::net::proxy_protocol::ProxyProtocol::off(),
     )?;
     let behaviour = BaselineBehaviour {
         relay: relay::Behaviour::new(peer_id, config),

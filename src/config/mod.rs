@@ -16,6 +16,7 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 
 use crate::access::AccessList;
+use crate::net::proxy_protocol::TrustedRange;
 
 use layers::{FileError, Layers, Named};
 use settings::Id;
@@ -49,6 +50,10 @@ pub struct Config {
     pub bandwidth: BandwidthLimits,
     /// Who is served; replaced on SIGHUP.
     pub access: AccessList,
+    /// Load balancers whose TCP, WS and WSS connections start with a PROXY protocol
+    /// header naming the client ([`crate::net::proxy_protocol`]). Empty (the default):
+    /// no PROXY protocol. Read at start only: the listeners are built with it.
+    pub proxy_protocol_from: Vec<TrustedRange>,
     /// The `/metrics`, `/healthz`, `/readyz` endpoint; `None` disables it.
     pub metrics_addr: Option<SocketAddr>,
     /// How long open circuits may keep flowing after the first stop signal; zero stops
@@ -331,6 +336,7 @@ impl Default for Config {
                 exempt: Vec::new(),
             },
             access: AccessList::default(),
+            proxy_protocol_from: Vec::new(),
             metrics_addr: Some(SocketAddr::new(
                 defaults::METRICS_IP,
                 defaults::PORT + defaults::METRICS_PORT_OFFSET,

@@ -399,6 +399,8 @@ mod tests {
             (Id::MaxCircuitDurationSecs.env(), "99999999999"),
             (Id::RendezvousMaxTtlSecs.env(), "18446744073709551615"),
             (Id::RendezvousMaxRecordBytes.env(), "0"),
+            (Id::ProxyProtocolFrom.env(), "10.0.0.0/33"),
+            (Id::ProxyProtocolFrom.env(), "10.0.0.0/8,balancer.internal"),
         ] {
             let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);
@@ -408,6 +410,24 @@ mod tests {
         assert_eq!(err.var, Id::WsPort.env());
         let err = Config::from_vars(vars(&[(Id::TlsCert.env(), "/c.pem")])).unwrap_err();
         assert_eq!(err.var, Id::TlsKey.env());
+    }
+
+    #[test]
+    fn proxy_protocol_is_off_unless_ranges_are_given() {
+        let config = Config::from_vars(vars(&[])).unwrap().0;
+        assert!(config.proxy_protocol_from.is_empty());
+        let config = Config::from_vars(vars(&[(
+            Id::ProxyProtocolFrom.env(),
+            "10.0.0.0/8, 192.0.2.7,2001:db8::/32",
+        )]))
+        .unwrap()
+        .0;
+        let ranges: Vec<String> = config
+            .proxy_protocol_from
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(ranges, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
     }
 
     #[test]

@@ -237,6 +237,9 @@ settings! {
     Deny = "access.deny", "DUSK_RELAY_DENY",
         "peer ids and IP ranges (CIDR) refused with PERMISSION_DENIED; reloaded on SIGHUP"
             => access.deny: items;
+    ProxyProtocolFrom = "proxy_protocol.from", "DUSK_RELAY_PROXY_PROTOCOL_FROM",
+        "load balancers (IPs, CIDR ranges) whose TCP/WS/WSS connections start with a PROXY v1/v2 header naming the client; empty: off"
+            => proxy_protocol_from: items;
     RendezvousMinTtlSecs = "rendezvous.min_ttl_secs", "DUSK_RELAY_RENDEZVOUS_MIN_TTL_SECS",
         "shortest registration TTL accepted"
             => rendezvous.min_ttl_secs: positive;

@@ -18,6 +18,10 @@
 //! | registrations per IP, /64, /48; REGISTER rates per peer and IP | [`crate::rendezvous::sources`] | `rendezvous.max_registrations_per_ip`, …, `.register_rate_per_peer`, `.register_rate_per_ip` | as above | as above |
 //! | record size and addresses, TTL | [`crate::rendezvous::server`] | `rendezvous.max_record_bytes`, `.max_record_addrs`, `.min_ttl_secs`, `.max_ttl_secs` | as above | as above |
 //!
+//! "IP" in every row is the address in the connection's `ConnectedPoint`: the TCP (or
+//! QUIC) peer's, or, for a TCP/WS/WSS connection from a load balancer listed in
+//! `proxy_protocol.from`, the client its PROXY header names ([`crate::net::proxy_protocol`]).
+//!
 //! Each limit releases what it counted itself: connections and handshakes on the
 //! swarm's close events ([`connections`]), circuit legs when their stream drops
 //! ([`relay_per_ip::CircuitLeg`]), registrations with the store's expiry.

@@ -20,6 +20,7 @@ use libp2p::identity::Keypair;
 use libp2p::{noise, quic, tcp, websocket, yamux, PeerId, Transport};
 
 use crate::config::defaults;
+use crate::net::proxy_protocol::{ProxyProtocol, ProxyProtocolTransport};
 
 /// How the transport does TLS for secure WebSocket.
 pub enum WssTls {
@@ -32,6 +33,9 @@ pub enum WssTls {
 
 /// The transport every listener of the relay runs on, and that test clients dial with.
 /// `None` for `wss` dials WSS with the public web PKI roots and cannot listen on it.
+/// `proxy` says which sources' TCP, WS and WSS connections start with a PROXY protocol
+/// header naming the real client ([`crate::net::proxy_protocol`]); clients and the bench
+/// pass [`ProxyProtocol::off`]. QUIC is UDP and is not covered.
 ///
 /// What bounds a connection before its handshake is done, read from libp2p-core 0.44,
 /// libp2p-websocket 0.46 and soketto 0.8.1:
@@ -53,14 +57,19 @@ pub fn build(
     keypair: &Keypair,
     wss: Option<WssTls>,
     upgrade_timeout: Duration,
+    proxy: &ProxyProtocol,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
-    let tcp = tcp::tokio::Transport::new(tcp_config())
+    // Every TCP socket under TCP, WS and WSS: the PROXY header, when one is due, is read
+    // before the WebSocket and TLS layers see a byte.
+    let tcp_socket =
+        || ProxyProtocolTransport::new(tcp::tokio::Transport::new(tcp_config()), proxy.clone());
+    let tcp = tcp_socket()
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(keypair)?)
         .multiplex(yamux_config())
         .timeout(upgrade_timeout);
 
-    let mut ws = websocket::Config::new(tcp::tokio::Transport::new(tcp_config()));
+    let mut ws = websocket::Config::new(tcp_socket());
     // libp2p-websocket's default is 256 MiB, which soketto allocates and zero-fills as
     // soon as a frame header declares it, before a byte of payload or any handshake.
     ws.set_max_data_size(defaults::WEBSOCKET_MAX_FRAME_BYTES);
@@ -70,7 +79,7 @@ pub fn build(
             None
         }
         Some(WssTls::Serve(server_config)) => Some(
-            crate::net::wss::listener(tcp::tokio::Transport::new(tcp_config()), server_config)
+            crate::net::wss::listener(tcp_socket(), server_config)
                 .upgrade(Version::V1Lazy)
                 .authenticate(noise::Config::new(keypair)?)
                 .multiplex(yamux_config())

@@ -29,10 +29,12 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{tcp, websocket, Multiaddr, Transport};
 
 use crate::config::defaults;
+use crate::net::proxy_protocol::ProxyProtocolTransport;
 
-/// Secure WebSocket listeners over `tcp`, answering TLS with `server_config`.
+/// Secure WebSocket listeners over `tcp` (whose PROXY header, if any, is read before
+/// TLS starts), answering TLS with `server_config`.
 pub fn listener(
-    tcp: tcp::tokio::Transport,
+    tcp: ProxyProtocolTransport,
     server_config: Arc<rustls::ServerConfig>,
 ) -> WssListener<
     websocket::Config<

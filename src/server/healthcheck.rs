@@ -4,14 +4,20 @@
 //! on loopback and checks the relay answers with its own peer id, read from the
 //! keypair file. A port that merely accepts TCP is not enough. Used by the Docker
 //! `HEALTHCHECK`; needs no shell and writes nothing.
+//!
+//! When the probe's own address is one the relay expects PROXY protocol headers from
+//! (`proxy_protocol.from` lists loopback, or the address the relay binds to), the probe
+//! starts with `PROXY UNKNOWN`, as a balancer's health check does: otherwise the relay
+//! would close it for lacking a header.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{AsyncWriteExt, FutureExt, StreamExt};
+use libp2p::core::upgrade::Version;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{dummy, SwarmEvent};
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Transport};
 
 use crate::config::Config;
 use crate::identity::{self, IdentityError};
@@ -29,6 +35,18 @@ pub enum HealthError {
     Probe(String),
     #[error("unhealthy: {addr} did not answer as the relay: {reason}")]
     NoAnswer { addr: Multiaddr, reason: String },
+}
+
+/// The PROXY protocol v1 header of a connection that proxies no client: the relay keeps
+/// the connection's own address.
+const PROXY_UNKNOWN: &[u8] = b"PROXY UNKNOWN\r\n";
+
+fn probe_ip(addr: &Multiaddr) -> Option<IpAddr> {
+    match addr.iter().next()? {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    }
 }
 
 /// The loopback address of the relay's TCP listener, with its peer id.
@@ -66,13 +84,30 @@ pub async fn check(config: &Config) -> Result<PeerId, HealthError> {
     let probe = identity::probe_keypair(&relay_keypair).ok_or_else(|| {
         HealthError::Probe("the relay's key type cannot derive a probe identity".into())
     })?;
+    // The probe dials the relay's own address, so its source address is that address.
+    let announce = probe_ip(&addr).is_some_and(|ip| {
+        config
+            .proxy_protocol_from
+            .iter()
+            .any(|range| range.0.contains(&ip))
+    });
+    let noise = noise::Config::new(&probe).map_err(|e| HealthError::Probe(e.to_string()))?;
+    let transport = tcp::tokio::Transport::new(tcp::Config::default())
+        .and_then(move |mut stream, _| {
+            async move {
+                if announce {
+                    stream.write_all(PROXY_UNKNOWN).await?;
+                }
+                Ok::<_, std::io::Error>(stream)
+            }
+            .boxed()
+        })
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default());
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(probe)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(|_| transport)
         .map_err(|e| HealthError::Probe(e.to_string()))?
         .with_behaviour(|_| dummy::Behaviour)
         .map_err(|e| HealthError::Probe(e.to_string()))?

@@ -27,6 +27,7 @@ use crate::fleet::{self, Directory, FleetLink, Mesh};
 use crate::http::{self, Health};
 use crate::identity::{self, Origin};
 use crate::metrics::Metrics;
+use crate::net::proxy_protocol::ProxyProtocol;
 use crate::net::transport;
 use crate::net::transport::WssTls;
 use crate::tls::reload::{CertificateReloader, ServedCertificate, WatchGuard};
@@ -109,10 +110,28 @@ pub(super) fn build_swarm(
     shared: Shared,
     registry: &mut Registry,
 ) -> Result<RelaySwarm, RelayError> {
+    // Headers being read count as handshakes: the same budget bounds them.
+    let proxy = ProxyProtocol::new(
+        &config.proxy_protocol_from,
+        usize::try_from(config.connection_limits.max_pending_incoming).unwrap_or(usize::MAX),
+    );
+    if proxy.is_on() {
+        // The operator's balancer ranges, not any client's address.
+        let from: Vec<String> = config
+            .proxy_protocol_from
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        info!(
+            from = %from.join(","),
+            "PROXY protocol: TCP, WS and WSS connections from these ranges must start with a header naming the client (QUIC is not covered)"
+        );
+    }
     let transport = transport::build(
         &keypair,
         certificate.map(|c| WssTls::Serve(c.served.server_config())),
         config.handshake_timeout,
+        &proxy,
     )
     .map_err(|e| RelayError::Transport(e.to_string()))?;
     let behaviour = Behaviour::with_shared(&keypair, config, shared);

@@ -52,6 +52,7 @@ impl Client {
                     key,
                     Some(dusk_relay::net::transport::WssTls::Trust(tls)),
                     Duration::from_secs(20),
+                    &dusk_relay::net::proxy_protocol::ProxyProtocol::off(),
                 )
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
