@@ -2,7 +2,8 @@
 //! relay binaries sharing one keypair, one redis-server and one fleet secret: two
 //! clients pinned to different nodes find each other and talk across the mesh; and a
 //! client given the fleet by a DNS name that resolves to two nodes comes back on the
-//! survivor after its node is killed with SIGKILL, and the chat resumes, without any
+//! survivor after its node is killed with SIGKILL (the name is served by a small DNS
+//! server in the test, given to the client in a resolv.conf of its own mount namespace), and the chat resumes, without any
 //! configuration changing.
 
 mod support;
@@ -50,8 +51,19 @@ impl Fleet {
 
     /// A node on `ip` (its own scratch dir for the rest); `port` 0: any.
     async fn node(&self, ip: Ipv4Addr, port: u16) -> (Relay, tempfile::TempDir) {
+        self.node_with(ip, port, &[]).await
+    }
+
+    async fn node_with(
+        &self,
+        ip: Ipv4Addr,
+        port: u16,
+        extra: &[(&'static str, String)],
+    ) -> (Relay, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let relay = Relay::start_with(dir.path(), port, ip, &self.env(ip)).await;
+        let mut env = self.env(ip);
+        env.extend_from_slice(extra);
+        let relay = Relay::start_with(dir.path(), port, ip, &env).await;
         (relay, dir)
     }
 
@@ -62,7 +74,11 @@ impl Fleet {
             .get_multiplexed_async_connection()
             .await
             .expect("connected to redis-server");
-        let key = format!("{}{}", dusk_relay::fleet::directory::PREFIX, peer.to_base58());
+        let key = format!(
+            "{}{}",
+            dusk_relay::fleet::directory::PREFIX,
+            peer.to_base58()
+        );
         let deadline = Instant::now() + LISTED_WITHIN;
         loop {
             let node: Option<String> = ::redis::cmd("GET")
@@ -80,7 +96,10 @@ impl Fleet {
                     })
                     .expect("an IPv4 mesh address");
             }
-            assert!(Instant::now() < deadline, "{peer} not listed within {LISTED_WITHIN:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{peer} not listed within {LISTED_WITHIN:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -109,34 +128,91 @@ async fn dusk_054_clients_pinned_to_two_nodes_find_each_other_and_talk() {
     node2.stop().await;
 }
 
-/// A hosts file naming both nodes, bind-mounted over /etc/hosts in the client's own
-/// mount namespace; `None` where mount namespaces are not available (not root).
-fn hosts_wrapper(dir: &Path) -> Option<Vec<String>> {
-    let hosts = dir.join("hosts");
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1 {FLEET_NAME}\n{SECOND_IP} {FLEET_NAME}\n"),
-    )
-    .expect("hosts file");
+/// Where the test's DNS server answers (resolv.conf cannot name a port, so 53).
+const RESOLVER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53 + 46);
+
+/// A DNS server on [`RESOLVER_IP`]:53 that answers every A query with `ips` (in that
+/// order), and a wrapper that runs a program in its own mount namespace with a
+/// resolv.conf naming it; `None` where that needs privileges this machine does not give
+/// (root for port 53 and mount namespaces).
+fn resolver_and_wrapper(dir: &Path, ips: [Ipv4Addr; 2]) -> Option<Vec<String>> {
+    let unavailable = |why: String| {
+        if std::env::var_os("DUSK_TEST_REQUIRE_NAMESPACES").is_some() {
+            panic!("{why}, but DUSK_TEST_REQUIRE_NAMESPACES is set");
+        }
+        eprintln!("\n*** {why}: the fleet DNS failover test is SKIPPED ***\n");
+    };
+    let socket = match std::net::UdpSocket::bind((RESOLVER_IP, 53)) {
+        Ok(socket) => socket,
+        Err(e) => {
+            unavailable(format!("cannot serve DNS on {RESOLVER_IP}:53 ({e})"));
+            return None;
+        }
+    };
     let probe = std::process::Command::new("unshare")
         .args(["--mount", "--propagation", "private", "true"])
         .status();
     if !matches!(probe, Ok(status) if status.success()) {
-        if std::env::var_os("DUSK_TEST_REQUIRE_NAMESPACES").is_some() {
-            panic!("unshare --mount failed but DUSK_TEST_REQUIRE_NAMESPACES is set");
-        }
-        eprintln!("\n*** no mount namespaces here (needs root): fleet DNS failover test SKIPPED ***\n");
+        unavailable("no mount namespaces here (needs root)".into());
         return None;
     }
+    std::thread::spawn(move || serve_dns(socket, ips));
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {RESOLVER_IP}\n")).expect("resolv.conf");
     let script = format!(
-        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
-        hosts.display()
+        "mount --bind {} /etc/resolv.conf && exec \"$0\" \"$@\"",
+        resolv.display()
     );
     Some(
-        ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", &script]
-            .map(String::from)
-            .to_vec(),
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            &script,
+        ]
+        .map(String::from)
+        .to_vec(),
     )
+}
+
+/// Answers each query on `socket`: A records for `ips`, nothing for other types.
+fn serve_dns(socket: std::net::UdpSocket, ips: [Ipv4Addr; 2]) {
+    let mut buf = [0u8; 512];
+    while let Ok((len, from)) = socket.recv_from(&mut buf) {
+        if let Some(answer) = dns_answer(&buf[..len], ips) {
+            let _ = socket.send_to(&answer, from);
+        }
+    }
+}
+
+/// The reply to one DNS query (RFC 1035 §4.1): the header and question echoed, and one
+/// A record per IP if it asks for A.
+fn dns_answer(query: &[u8], ips: [Ipv4Addr; 2]) -> Option<Vec<u8>> {
+    let mut at = 12;
+    loop {
+        let label = usize::from(*query.get(at)?);
+        at += 1 + label;
+        if label == 0 {
+            break;
+        }
+    }
+    let question_end = at + 4;
+    let question = query.get(12..question_end)?;
+    let is_a = query.get(at..at + 2)? == [0, 1];
+    let answers: &[Ipv4Addr] = if is_a { &ips } else { &[] };
+    let mut reply = Vec::with_capacity(question_end + 16 * answers.len());
+    reply.extend_from_slice(query.get(..2)?); // id
+    reply.extend_from_slice(&[0x81, 0x80, 0, 1, 0, answers.len() as u8, 0, 0, 0, 0]);
+    reply.extend_from_slice(question);
+    for ip in answers {
+        // A pointer to the question's name, type A, class IN, TTL 1 s, 4 bytes.
+        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4]);
+        reply.extend_from_slice(&ip.octets());
+    }
+    Some(reply)
 }
 
 /// A free port on both node IPs, for TCP and UDP (QUIC shares the number).
@@ -158,14 +234,21 @@ async fn dusk_054_client_comes_back_on_a_surviving_node_after_kill_9() {
     let Some(fleet) = Fleet::start() else {
         return;
     };
-    let Some(wrapper) = hosts_wrapper(fleet.dir.path()) else {
+    let Some(wrapper) = resolver_and_wrapper(fleet.dir.path(), [Ipv4Addr::LOCALHOST, SECOND_IP])
+    else {
         return;
     };
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let binary = client_binary().await;
     let port = free_port_on_both();
-    let (node1, _dir1) = fleet.node(Ipv4Addr::LOCALHOST, port).await;
-    let (node2, _dir2) = fleet.node(SECOND_IP, port).await;
+    // The fleet's name is its public address: reservations carry it, and rendezvous
+    // accepts circuit addresses through it.
+    let external = [(
+        "DUSK_RELAY_EXTERNAL_ADDR",
+        format!("/dns4/{FLEET_NAME}/tcp/{port}"),
+    )];
+    let (node1, _dir1) = fleet.node_with(Ipv4Addr::LOCALHOST, port, &external).await;
+    let (node2, _dir2) = fleet.node_with(SECOND_IP, port, &external).await;
     let by_name: Multiaddr = format!("/dns4/{FLEET_NAME}/tcp/{port}/p2p/{}", node1.peer_id)
         .parse()
         .expect("multiaddr");
@@ -187,8 +270,10 @@ async fn dusk_054_client_comes_back_on_a_surviving_node_after_kill_9() {
 
     doomed.process.signal(libc::SIGKILL);
     let killed = Instant::now();
-    a.expect("relay connection closed", |e| event(e) == "relay_disconnected")
-        .await;
+    a.expect("relay connection closed", |e| {
+        event(e) == "relay_disconnected"
+    })
+    .await;
     a.expect_reserved_and_registered(community).await;
     let reserved_again = killed.elapsed();
     assert_eq!(fleet.node_ip_of(a.peer_id).await, survivor.ip);

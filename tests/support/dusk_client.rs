@@ -170,9 +170,12 @@ impl Relay {
     }
 
     pub fn ip4_addr(&self) -> Multiaddr {
-        format!("/ip4/{}/tcp/{}/p2p/{}", self.ip, self.tcp_port, self.peer_id)
-            .parse()
-            .unwrap()
+        format!(
+            "/ip4/{}/tcp/{}/p2p/{}",
+            self.ip, self.tcp_port, self.peer_id
+        )
+        .parse()
+        .unwrap()
     }
 
     pub fn dns4_addr(&self) -> Multiaddr {
@@ -566,4 +569,3 @@ pub async fn register_and_meet(a: &mut DuskClient, b: &mut DuskClient, community
     b.expect_reserved_and_registered(community).await;
     find_each_other(a, b, community).await;
 }
-
