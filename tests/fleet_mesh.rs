@@ -297,3 +297,45 @@ async fn with_redis_down_cross_node_connects_fail_at_once_and_local_circuits_car
     b.dial_through(&node2_addr, a.peer_id).await;
     exchange_both_ways(&mut b, &mut a, 256 * 1024).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_peers_pinned_to_different_nodes_talk_across_the_fleet() {
+    use serde_json::json;
+    use support::js::*;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    ensure_js_setup();
+    let files = FleetFiles::new();
+    let node1 = node(&redis, &files).await;
+    let node2 = node(&redis, &files).await;
+    let trust = node1.dir.path().join("trusted-wss-cert.pem");
+    std::fs::write(&trust, pem(&node1.certificate())).expect("write the certificate");
+
+    // The js listener reserves on node 1 over WebSocket; the js dialer knows only node 2.
+    let mut events = node1.subscribe();
+    let mut listener =
+        JsPeer::spawn_node("js listener", Some(&node1.addr(Transport::Ws)), &trust).await;
+    listener.reserved_on(&mut events).await;
+    listed(&redis, listener.peer_id).await;
+    let mut dialer = JsPeer::spawn_node("js dialer", None, &trust).await;
+    let target = circuit_addr(&node2.addr(Transport::Tcp), listener.peer_id);
+    let len = 2 * 1024 * 1024;
+    listener
+        .request(
+            json!({"cmd": "serve", "len": len, "sendSeed": 2, "recvSeed": 1}),
+            COMMAND_TIMEOUT,
+        )
+        .await;
+    let reply = dialer
+        .request(
+            json!({
+                "cmd": "exchange", "addr": target.to_string(),
+                "len": len, "sendSeed": 1, "recvSeed": 2,
+            }),
+            TRANSFER_TIMEOUT,
+        )
+        .await;
+    let inbound = listener.event("exchanged", TRANSFER_TIMEOUT).await;
+    println!("js across the fleet: dialer {reply}, listener {inbound}");
+}

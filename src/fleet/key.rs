@@ -1,10 +1,17 @@
 //! The fleet secret: a file every node of a fleet holds (`DUSK_RELAY_MESH_KEY_FILE`),
-//! from which the mesh's private-network key is derived. A node without it cannot
-//! complete a mesh handshake, and a node with another key fails every one.
+//! from which the mesh's handshake key is derived. A node without it cannot complete a
+//! mesh handshake, and a node with another fleet's fails every one.
+//!
+//! The key is the mesh's noise handshake *prologue*: noise mixes the prologue into the
+//! handshake hash that every handshake message is authenticated with, so two ends with
+//! different prologues fail at the first encrypted handshake message, before either
+//! end has sent or accepted anything else. libp2p's private networks (pnet) would do
+//! the same with a second cipher over every byte: measured with `dusk-relay-bench
+//! --scenario fleet`, pnet's XSalsa20 took 37 % of a node's CPU (BENCHMARKS.md,
+//! "Fleet"), while the prologue costs nothing after the handshake.
 
 use std::path::Path;
 
-use libp2p::pnet::PreSharedKey;
 use sha2::{Digest, Sha256};
 
 use super::FleetError;
@@ -14,11 +21,40 @@ use super::FleetError;
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Separates this use of the secret from any other an operator might make of it.
-const CONTEXT: &[u8] = b"dusk-relay fleet mesh PSK v1\0";
+const CONTEXT: &[u8] = b"dusk-relay fleet mesh handshake v1\0";
+
+/// What the nodes of one fleet share: the key their mesh handshakes are bound to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FleetKey([u8; 32]);
+
+impl std::fmt::Debug for FleetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FleetKey({})", self.fingerprint())
+    }
+}
+
+impl FleetKey {
+    /// The noise prologue of every mesh handshake.
+    pub fn prologue(&self) -> Vec<u8> {
+        self.0.to_vec()
+    }
+
+    /// A short hash that tells operators whether two nodes hold the same secret,
+    /// without revealing it.
+    pub fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        hash.update(b"dusk-relay fleet key fingerprint\0");
+        hash.update(self.0);
+        hash.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
 
 /// The mesh key derived from the file at `path`. Surrounding whitespace (the newline
 /// `openssl rand -hex 32 > file` leaves) does not count.
-pub fn load(path: &Path) -> Result<PreSharedKey, FleetError> {
+pub fn load(path: &Path) -> Result<FleetKey, FleetError> {
     let error = |reason: String| FleetError::Key {
         path: path.display().to_string(),
         reason,
@@ -37,11 +73,11 @@ pub fn load(path: &Path) -> Result<PreSharedKey, FleetError> {
     Ok(derive(secret))
 }
 
-fn derive(secret: &[u8]) -> PreSharedKey {
+fn derive(secret: &[u8]) -> FleetKey {
     let mut hash = Sha256::new();
     hash.update(CONTEXT);
     hash.update(secret);
-    PreSharedKey::new(hash.finalize().into())
+    FleetKey(hash.finalize().into())
 }
 
 #[cfg(test)]
@@ -59,9 +95,11 @@ mod tests {
         std::fs::write(&path, format!("{}\n", "ab".repeat(32))).unwrap();
         let with_newline = load(&path).unwrap();
         std::fs::write(&path, "ab".repeat(32)).unwrap();
-        let fingerprint = |k: PreSharedKey| k.fingerprint().to_string();
-        assert_eq!(fingerprint(load(&path).unwrap()), fingerprint(with_newline));
+        assert_eq!(load(&path).unwrap(), with_newline);
         std::fs::write(&path, "cd".repeat(32)).unwrap();
-        assert_ne!(fingerprint(load(&path).unwrap()), fingerprint(with_newline));
+        let other = load(&path).unwrap();
+        assert_ne!(other, with_newline);
+        assert_ne!(other.fingerprint(), with_newline.fingerprint());
+        assert!(!format!("{other:?}").contains(&format!("{:02x}", other.0[0]).repeat(2)));
     }
 }

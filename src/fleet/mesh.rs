@@ -3,9 +3,9 @@
 //! [`Mesh::local`] (the announce address, or the listen address, with the mesh's
 //! peer id).
 //!
-//! - **Authenticated by the fleet secret.** libp2p's private network (pnet) runs in
-//!   front of noise with the key from [`super::key`]: a peer without it, or with
-//!   another fleet's, cannot finish a handshake; noise then authenticates the node.
+//! - **Authenticated by the fleet secret.** Noise's handshake is bound to the key from
+//!   [`super::key`] (its prologue): a peer without it, or with another fleet's, cannot
+//!   finish a handshake, and each byte is encrypted once, by noise.
 //! - **A random identity per start.** Every node has the relay's identity, and a swarm
 //!   cannot dial its own peer id; the directory names a node by its mesh address with
 //!   this id.
@@ -27,13 +27,13 @@ use libp2p::core::upgrade::Version;
 use libp2p::core::Endpoint;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::{
     dummy, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, SwarmEvent, THandler,
     THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol, Transport};
 
+use super::key::FleetKey;
 use super::FleetError;
 use crate::config::{ConnectionLimits, FleetConfig};
 use crate::limits::connection_caps::ConnectionCaps;
@@ -95,16 +95,17 @@ impl Mesh {
     /// nodes forward to this one.
     pub async fn start(
         config: &FleetConfig,
-        key: PreSharedKey,
+        key: &FleetKey,
     ) -> Result<(Mesh, libp2p_stream::IncomingStreams), FleetError> {
         let error = |reason: String| FleetError::Mesh {
             addr: config.mesh_addr.to_string(),
             reason,
         };
         let keypair = Keypair::generate_ed25519();
-        let noise = noise::Config::new(&keypair).map_err(|e| error(e.to_string()))?;
+        let noise = noise::Config::new(&keypair)
+            .map_err(|e| error(e.to_string()))?
+            .with_prologue(key.prologue());
         let transport = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .and_then(move |socket, _| PnetConfig::new(key).handshake(socket))
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux::Config::default())

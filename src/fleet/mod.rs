@@ -3,7 +3,7 @@
 //! users on two nodes still reach each other.
 //!
 //! ```text
-//!   peer A ──HOP CONNECT──▶ node 1 ══mesh (PSK + noise)══▶ node 2 ──STOP──▶ peer B
+//!   peer A ──HOP CONNECT──▶ node 1 ══mesh (noise, fleet key)══▶ node 2 ──STOP──▶ peer B
 //!                            │                               │
 //!                            └──── Redis: B → node 2's mesh address ◀── B reserved here
 //! ```
@@ -11,8 +11,8 @@
 //! - [`directory`]: which node holds each peer's reservation, in the fleet's Redis,
 //!   expiring with the reservation. Peer ids and mesh addresses only, never a client IP.
 //! - [`mesh`]: a libp2p swarm of its own per node (a random identity: a swarm cannot
-//!   dial its own peer id, and every node has the relay's), behind libp2p's private
-//!   network PSK derived from the fleet secret ([`key`]); it carries nothing but
+//!   dial its own peer id, and every node has the relay's), whose noise handshakes are
+//!   bound to a key derived from the fleet secret ([`key`]); it carries nothing but
 //!   forwarded circuits.
 //! - [`forward`]: a CONNECT to a peer reserved on another node goes one hop over the
 //!   mesh; that node sends STOP exactly as for a local circuit. Noise stays end to end

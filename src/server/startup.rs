@@ -91,7 +91,7 @@ pub(super) async fn start_fleet(config: &Config) -> Result<Option<FleetLink>, Re
         return Ok(None);
     };
     let key = fleet::key::load(&fleet.mesh_key_file)?;
-    let (mesh, incoming) = Mesh::start(fleet, key).await?;
+    let (mesh, incoming) = Mesh::start(fleet, &key).await?;
     let directory = Directory::start(&fleet.redis, mesh.local().clone())?;
     info!(
         "fleet mode: directory {}, mesh {} (key fingerprint {})",
