@@ -73,7 +73,10 @@ pub async fn fleet(env: &BenchEnv, opts: &Opts) -> anyhow::Result<(String, Value
     // One at a time: the first creates the shared keypair, the second loads it.
     let node1 = spawn_node(env, &redis)?;
     let node2 = spawn_node(env, &redis)?;
-    ensure!(node1.peer_id == node2.peer_id, "the nodes have one identity");
+    ensure!(
+        node1.peer_id == node2.peer_id,
+        "the nodes have one identity"
+    );
     progress(
         "fleet",
         format!(
@@ -187,7 +190,10 @@ async fn speed(
         ),
         format!("{in50:.0} / {in99:.0}"),
         format!("{x50:.0} / {x99:.0}"),
-        format!("{latency_ratio:.2} ({})", met(latency_ratio <= LATENCY_GOAL)),
+        format!(
+            "{latency_ratio:.2} ({})",
+            met(latency_ratio <= LATENCY_GOAL)
+        ),
         format!("{cpu_in:.2} / {cpu_across:.2}"),
     ];
     let value = json!({

@@ -72,7 +72,12 @@ async fn snapshot(c: &mut MultiplexedConnection) -> anyhow::Result<Snapshot> {
         .lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
             Some((name.to_ascii_uppercase(), calls))
         })
         .collect();
@@ -108,6 +113,18 @@ fn per_reservation(
     (total, mix.join(", "))
 }
 
+/// Directory entries of peers (not the nodes' markers).
+async fn listed_peers(c: &mut MultiplexedConnection) -> anyhow::Result<usize> {
+    let pattern = format!("{}*", dusk_relay::fleet::directory::PREFIX);
+    let marker = format!("{}node:", dusk_relay::fleet::directory::PREFIX);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(c)
+        .await
+        .context("KEYS")?;
+    Ok(keys.iter().filter(|k| !k.starts_with(&marker)).count())
+}
+
 /// Polls DBSIZE until `done` holds for it; counts the polls in `polls`.
 async fn wait_keys(
     c: &mut MultiplexedConnection,
@@ -138,6 +155,15 @@ pub async fn directory_cost(
 ) -> anyhow::Result<DirectoryCost> {
     let n = opts.fleet_reservations;
     let mut c = redis.connect().await?;
+    // The scenario's earlier clients are gone; their reservations' ends are written
+    // as they come: wait until the directory lists no peer.
+    let deadline = Instant::now() + SETTLE_WITHIN;
+    while listed_peers(&mut c).await? > 0 {
+        if Instant::now() > deadline {
+            bail!("the directory still lists peers {SETTLE_WITHIN:?} after they left");
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
     let keys = dbsize(&mut c).await?;
     // Between two snapshots the bench itself sends its DBSIZE polls and a snapshot's
     // three commands.
@@ -170,7 +196,10 @@ pub async fn directory_cost(
     let bytes = (listed.used_memory - before.used_memory) / n as f64;
     drop(reservers); // their connections close: every reservation ends
     let mut polls = 0.0;
-    wait_keys(&mut c, &mut polls, "unlisting the reservations", |k| k <= keys).await?;
+    wait_keys(&mut c, &mut polls, "unlisting the reservations", |k| {
+        k <= keys
+    })
+    .await?;
     let released = snapshot(&mut c).await?;
     let (per_release, release_mix) =
         per_reservation(&listed, &released, polls + 3.0, idle_per_s, n);

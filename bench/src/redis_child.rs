@@ -33,8 +33,7 @@ impl RedisChild {
     /// A running redis-server (`--save "" --appendonly no`) with its files and log in
     /// `dir`, or `None` if redis-server is not installed.
     pub async fn start(dir: &Path) -> anyhow::Result<Option<RedisChild>> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -66,10 +65,7 @@ impl RedisChild {
             }
         }
         let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
-        bail!(
-            "redis-server did not start: {}\n{log}",
-            failures.join("; ")
-        )
+        bail!("redis-server did not start: {}\n{log}", failures.join("; "))
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
@@ -130,10 +126,7 @@ pub async fn info_number(
 }
 
 pub async fn dbsize(c: &mut MultiplexedConnection) -> anyhow::Result<u64> {
-    redis::cmd("DBSIZE")
-        .query_async(c)
-        .await
-        .context("DBSIZE")
+    redis::cmd("DBSIZE").query_async(c).await.context("DBSIZE")
 }
 
 /// The node (mesh multiaddr) the directory names for `peer`, if any.

@@ -106,7 +106,9 @@ impl RelayChild {
     /// until the process is gone (the kernel has closed its sockets).
     pub fn kill(&mut self) -> anyhow::Result<()> {
         self.child.kill().context("kill the relay child")?;
-        self.child.wait().context("wait for the killed relay child")?;
+        self.child
+            .wait()
+            .context("wait for the killed relay child")?;
         Ok(())
     }
 
