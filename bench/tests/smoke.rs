@@ -373,8 +373,13 @@ fn bench_fleet_compares_across_and_within_and_weighs_the_directory_or_skips_with
     ]);
     let f = &doc["scenarios"]["fleet"];
     if f.get("skipped").is_some() {
-        // No redis-server: the scenario says so and succeeds.
+        // No redis-server: the scenario says so and succeeds; `./run-tests` (CI) sets
+        // DUSK_TEST_REQUIRE_REDIS and installs redis-server, so it never skips there.
         assert!(stderr.contains("SKIPPED: redis-server"), "{stderr}");
+        assert!(
+            std::env::var_os("DUSK_TEST_REQUIRE_REDIS").is_none(),
+            "redis-server is not installed but DUSK_TEST_REQUIRE_REDIS is set: {stderr}"
+        );
         return;
     }
     let tcp = &f["transports"][0];
