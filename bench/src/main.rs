@@ -9,8 +9,13 @@
 //! `--scenario soak` is the odd one out: dusk-relay alone under a steady mixed load for
 //! `--soak-minutes`, a leak check rather than a comparison.
 //!
-//! `--serve dusk|baseline` (hidden) is the relay child mode; `--serve reservers` the
-//! child holding lightweight reservers for the capacity scenario.
+//! `--scenario fleet` needs redis-server (it skips, saying so, without it): two
+//! dusk-relay nodes of one identity, a circuit across them against one within a node,
+//! the reservation directory's cost in Redis, and the time to reach a dead node's client.
+//!
+//! `--serve dusk|baseline` (hidden) is the relay child mode (`--fleet <redis URL>` makes
+//! a dusk child a fleet node); `--serve reservers` the child holding lightweight
+//! reservers for the capacity scenario and the fleet's directory cost.
 
 mod capacity;
 mod fleet;
@@ -48,7 +53,8 @@ const SCENARIOS: [&str; 8] = [
     "fleet",
 ];
 /// What `--scenario all` runs: capacity (20,000 sockets, minutes) and churn (a ramp to
-/// saturation) are heavy and TCP-only, soak runs for half an hour by default; name them.
+/// saturation) are heavy and TCP-only, soak runs for half an hour by default, fleet
+/// needs redis-server and takes minutes at the default sizes; name them.
 const ALL: [&str; 4] = ["throughput", "latency", "memory", "startup"];
 
 fn command() -> Command {
