@@ -9,12 +9,20 @@
 //! `--scenario soak` is the odd one out: dusk-relay alone under a steady mixed load for
 //! `--soak-minutes`, a leak check rather than a comparison.
 //!
-//! `--serve dusk|baseline` (hidden) is the relay child mode; `--serve reservers` the
-//! child holding lightweight reservers for the capacity scenario.
+//! `--scenario fleet` needs redis-server (it skips, saying so, without it): two
+//! dusk-relay nodes of one identity, a circuit across them against one within a node,
+//! the reservation directory's cost in Redis, and the time to reach a dead node's client.
+//!
+//! `--serve dusk|baseline` (hidden) is the relay child mode (`--fleet <redis URL>` makes
+//! a dusk child a fleet node); `--serve reservers` the child holding lightweight
+//! reservers for the capacity scenario and the fleet's directory cost.
 
 mod capacity;
+mod fleet;
+mod fleet_directory;
 mod memory;
 mod peers;
+mod redis_child;
 mod relay_child;
 mod report;
 mod reserver;
@@ -34,7 +42,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use peers::{BenchEnv, Transport};
 use scenarios::Opts;
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "throughput",
     "latency",
     "memory",
@@ -42,9 +50,11 @@ const SCENARIOS: [&str; 7] = [
     "capacity",
     "churn",
     "soak",
+    "fleet",
 ];
 /// What `--scenario all` runs: capacity (20,000 sockets, minutes) and churn (a ramp to
-/// saturation) are heavy and TCP-only, soak runs for half an hour by default; name them.
+/// saturation) are heavy and TCP-only, soak runs for half an hour by default, fleet
+/// needs redis-server and takes minutes at the default sizes; name them.
 const ALL: [&str; 4] = ["throughput", "latency", "memory", "startup"];
 
 fn command() -> Command {
@@ -67,9 +77,11 @@ fn command() -> Command {
                 .default_value("throughput")
                 .help(
                     "comma-separated: throughput (includes CPU per byte and, with --circuits \
-                     above 1, fairness), latency, memory, startup, capacity, churn, soak; or \
-                     all (the first four; capacity, churn and soak run over TCP only, and \
-                     soak against dusk-relay alone: a leak check, not a comparison)",
+                     above 1, fairness), latency, memory, startup, capacity, churn, soak, \
+                     fleet; or all (the first four; capacity, churn and soak run over TCP \
+                     only, and soak against dusk-relay alone: a leak check, not a \
+                     comparison; fleet needs redis-server and compares a circuit across two \
+                     dusk-relay nodes with one within a node)",
                 ),
         )
         .arg(
@@ -171,12 +183,20 @@ fn command() -> Command {
                 .help("seconds between the soak's samples of the relay (RSS, descriptors, threads, gauges)"),
         )
         .arg(
+            Arg::new("fleet-reservations")
+                .long("fleet-reservations")
+                .value_name("N")
+                .default_value("1000")
+                .help("reservations the fleet scenario lists in Redis to weigh the directory"),
+        )
+        .arg(
             Arg::new("json")
                 .long("json")
                 .action(ArgAction::SetTrue)
                 .help("print one JSON document on stdout instead of markdown"),
         )
         .arg(Arg::new("serve").long("serve").hide(true))
+        .arg(Arg::new("fleet").long("fleet").hide(true))
         .arg(
             Arg::new("relay")
                 .long("relay")
@@ -214,7 +234,8 @@ fn main() -> ExitCode {
                 .and_then(|dir| {
                     let circuits = count(&matches, "circuits")?;
                     let reservations = count(&matches, "reservations")?;
-                    serve::run(kind, dir, circuits, reservations)
+                    let fleet = matches.get_one::<String>("fleet").map(String::as_str);
+                    serve::run(kind, dir, circuits, reservations, fleet)
                 })
         };
         return match result {
@@ -274,6 +295,7 @@ async fn run(scenarios: &[String], opts: &Opts, json: bool) -> anyhow::Result<()
             "capacity" => capacity::capacity(&env, opts).await,
             "churn" => capacity::churn(&env, opts).await,
             "soak" => soak::soak(&env, opts).await,
+            "fleet" => fleet::fleet(&env, opts).await,
             other => unreachable!("scenario {other} passed validation"),
         }
         .with_context(|| format!("scenario {scenario}"))?;
@@ -411,6 +433,7 @@ fn parse(matches: &ArgMatches) -> anyhow::Result<(Vec<String>, Opts, bool)> {
         churn_seconds: count(matches, "churn-seconds")?,
         soak,
         soak_sample,
+        fleet_reservations: count(matches, "fleet-reservations")?,
     };
     Ok((scenarios, opts, matches.get_flag("json")))
 }

@@ -227,6 +227,36 @@ impl Client {
         .await?
     }
 
+    /// Dials `target` through the relay at `relay_addr` (with `/p2p/<relay>`; connected
+    /// already) and waits for the relayed connection.
+    pub async fn dial_through(
+        &mut self,
+        relay_addr: &Multiaddr,
+        target: PeerId,
+    ) -> anyhow::Result<()> {
+        let circuit = relay_addr
+            .clone()
+            .with(Protocol::P2pCircuit)
+            .with(Protocol::P2p(target));
+        self.call(move |s| s.dial(circuit)).await??;
+        self.next("relayed connection", |e| match e {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } if peer_id == target => Some(if endpoint.is_relayed() {
+                Ok(())
+            } else {
+                Err(anyhow!("the connection did not go through the relay"))
+            }),
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(p),
+                error,
+                ..
+            } if p == target => Some(Err(anyhow!("circuit failed: {error}"))),
+            _ => None,
+        })
+        .await?
+    }
+
     /// Closes every connection to `peer` and waits until the last one is gone.
     pub async fn disconnect(&mut self, peer: PeerId) -> anyhow::Result<()> {
         self.call(move |s| s.disconnect_peer_id(peer))
@@ -307,28 +337,7 @@ impl Pair {
         let mut dialer = Client::new(Tls::Trust(env.cert_der.clone()))?;
         listener.reserve(&relay_addr).await?;
         dialer.connect(relay_addr.clone(), relay.peer_id).await?;
-        let target = listener.peer_id;
-        let circuit = relay_addr
-            .with(Protocol::P2pCircuit)
-            .with(Protocol::P2p(target));
-        dialer.call(move |s| s.dial(circuit)).await??;
-        dialer
-            .next("relayed connection", |e| match e {
-                SwarmEvent::ConnectionEstablished {
-                    peer_id, endpoint, ..
-                } if peer_id == target => Some(if endpoint.is_relayed() {
-                    Ok(())
-                } else {
-                    Err(anyhow!("the connection did not go through the relay"))
-                }),
-                SwarmEvent::OutgoingConnectionError {
-                    peer_id: Some(p),
-                    error,
-                    ..
-                } if p == target => Some(Err(anyhow!("circuit failed: {error}"))),
-                _ => None,
-            })
-            .await??;
+        dialer.dial_through(&relay_addr, listener.peer_id).await?;
         Ok(Pair { dialer, listener })
     }
 

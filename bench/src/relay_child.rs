@@ -50,6 +50,17 @@ impl RelayChild {
         circuits: usize,
         reservations: usize,
     ) -> anyhow::Result<RelayChild> {
+        Self::spawn_with(kind, dir, circuits, reservations, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with more flags for the child (`--fleet <redis URL>`).
+    pub fn spawn_with(
+        kind: &str,
+        dir: &Path,
+        circuits: usize,
+        reservations: usize,
+        extra: &[&str],
+    ) -> anyhow::Result<RelayChild> {
         let exe = std::env::current_exe().context("cannot find the bench binary")?;
         let start = Instant::now();
         let mut child = relay_command(exe)
@@ -63,6 +74,7 @@ impl RelayChild {
                 "--dir",
             ])
             .arg(dir)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -88,6 +100,16 @@ impl RelayChild {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL, as a node dies: no goodbye to its peers, its Redis or its mesh; waits
+    /// until the process is gone (the kernel has closed its sockets).
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().context("kill the relay child")?;
+        self.child
+            .wait()
+            .context("wait for the killed relay child")?;
+        Ok(())
     }
 
     /// The relay's address for `transport`, with `/p2p/<relay>`.

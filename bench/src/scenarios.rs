@@ -32,6 +32,8 @@ pub struct Opts {
     /// How long the soak's load runs, and how often it samples the relay.
     pub soak: Duration,
     pub soak_sample: Duration,
+    /// Reservations the fleet scenario weighs the directory with.
+    pub fleet_reservations: usize,
 }
 
 pub fn progress(scenario: &str, msg: impl std::fmt::Display) {

@@ -16,6 +16,10 @@ use libp2p::{identify, ping, relay, Multiaddr, PeerId};
 
 use crate::peers::{dusk_config, load_tls, Transport};
 
+/// The keypair and the fleet secret every node of the bench's fleet shares, in `--dir`.
+pub const FLEET_KEYPAIR: &str = "fleet-keypair";
+pub const FLEET_SECRET: &str = "fleet.key";
+
 const ALL: [Transport; 4] = [
     Transport::Tcp,
     Transport::Quic,
@@ -23,7 +27,14 @@ const ALL: [Transport; 4] = [
     Transport::Wss,
 ];
 
-pub fn run(kind: &str, dir: &Path, circuits: usize, reservations: usize) -> anyhow::Result<()> {
+/// `fleet`: a Redis URL for a dusk-relay node in fleet mode (see [`dusk`]).
+pub fn run(
+    kind: &str,
+    dir: &Path,
+    circuits: usize,
+    reservations: usize,
+    fleet: Option<&str>,
+) -> anyhow::Result<()> {
     // Exit when the bench goes away, however it goes.
     std::thread::spawn(|| {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
@@ -34,7 +45,7 @@ pub fn run(kind: &str, dir: &Path, circuits: usize, reservations: usize) -> anyh
         .build()
         .context("cannot start the tokio runtime")?;
     match kind {
-        "dusk" => runtime.block_on(dusk(dir)),
+        "dusk" => runtime.block_on(dusk(dir, fleet)),
         "baseline" => runtime.block_on(baseline(dir, circuits, reservations)),
         other => Err(anyhow!("unknown relay kind {other:?} (dusk or baseline)")),
     }
@@ -54,9 +65,23 @@ fn announce(peer: PeerId, addrs: &[Multiaddr], metrics: Option<SocketAddr>) -> a
     Ok(())
 }
 
-/// dusk-relay itself, in this process: `Relay::bind(config).await?.spawn()`.
-async fn dusk(dir: &Path) -> anyhow::Result<()> {
-    let handle = dusk_relay::Relay::bind(dusk_config(dir)).await?.spawn();
+/// dusk-relay itself, in this process: `Relay::bind(config).await?.spawn()`. With
+/// `fleet` (a Redis URL) a node of the bench's fleet, as `DUSK_RELAY_FLEET` makes it:
+/// the keypair `fleet-keypair` and the secret `fleet.key` in `dir` (every node of the
+/// fleet shares them), a mesh listener on a free loopback port, rendezvous in Redis.
+async fn dusk(dir: &Path, fleet: Option<&str>) -> anyhow::Result<()> {
+    let mut config = dusk_config(dir);
+    if let Some(redis) = fleet {
+        config.keypair_path = dir.join(FLEET_KEYPAIR);
+        config.rendezvous.store = dusk_relay::config::RendezvousStore::Redis(redis.to_owned());
+        config.fleet = Some(dusk_relay::config::FleetConfig {
+            redis: redis.to_owned(),
+            mesh_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mesh_announce: None,
+            mesh_key_file: dir.join(FLEET_SECRET),
+        });
+    }
+    let handle = dusk_relay::Relay::bind(config).await?.spawn();
     announce(handle.peer_id, &handle.listen_addrs, handle.http_addr)?;
     futures::future::pending::<()>().await;
     Ok(())

@@ -351,3 +351,59 @@ fn bench_soak_samples_the_relay_each_interval_and_judges_growth_gauges_and_refus
     assert!(s["relay_refusals"].is_object(), "{s}");
     assert!(stderr.contains("[soak]"), "{stderr}");
 }
+
+#[test]
+fn bench_fleet_compares_across_and_within_and_weighs_the_directory_or_skips_without_redis() {
+    let (doc, stderr) = bench_json(&[
+        "--scenario",
+        "fleet",
+        "--transport",
+        "tcp",
+        "--bytes",
+        "256KiB",
+        "--repeats",
+        "1",
+        "--pings",
+        "20",
+        "--fleet-reservations",
+        "20",
+        "--client-processes",
+        "2",
+        "--json",
+    ]);
+    let f = &doc["scenarios"]["fleet"];
+    if f.get("skipped").is_some() {
+        // No redis-server: the scenario says so and succeeds; `./run-tests` (CI) sets
+        // DUSK_TEST_REQUIRE_REDIS and installs redis-server, so it never skips there.
+        assert!(stderr.contains("SKIPPED: redis-server"), "{stderr}");
+        assert!(
+            std::env::var_os("DUSK_TEST_REQUIRE_REDIS").is_none(),
+            "redis-server is not installed but DUSK_TEST_REQUIRE_REDIS is set: {stderr}"
+        );
+        return;
+    }
+    let tcp = &f["transports"][0];
+    assert_eq!(tcp["transport"], "tcp", "{f}");
+    for path in ["within", "across"] {
+        for field in ["mib_per_s", "p50_us", "p99_us", "relays_cpu_s_per_gib"] {
+            assert!(tcp[field][path].is_number(), "fleet {field}.{path}: {tcp}");
+        }
+    }
+    for field in ["across_over_within", "p50_across_over_within"] {
+        assert!(tcp[field].is_number(), "fleet {field}: {tcp}");
+    }
+    let d = &f["directory"];
+    assert_eq!(d["reservations"], 20, "{d}");
+    for field in [
+        "bytes_per_reservation",
+        "commands_per_reservation",
+        "commands_per_release",
+    ] {
+        assert!(d[field].is_number(), "fleet directory.{field}: {d}");
+    }
+    assert!(
+        f["node_death"]["reach_again_ms"]["median"].is_number(),
+        "{f}"
+    );
+    assert!(stderr.contains("[fleet]"), "{stderr}");
+}
