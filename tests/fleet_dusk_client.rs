@@ -10,7 +10,7 @@ mod support;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -22,9 +22,6 @@ const SECOND_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 /// The name the fleet is given to the client in the kill test.
 const FLEET_NAME: &str = "fleet.dusk.test";
-
-/// Bound on the directory listing a reservation (written at once).
-const LISTED_WITHIN: Duration = Duration::from_secs(10);
 
 struct Fleet {
     redis: RedisServer,
@@ -69,39 +66,13 @@ impl Fleet {
 
     /// The IP of the node the directory names for `peer`, once it names one.
     async fn node_ip_of(&self, peer: PeerId) -> Ipv4Addr {
-        let mut connection = ::redis::Client::open(self.redis.url())
-            .expect("redis URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connected to redis-server");
-        let key = format!(
-            "{}{}",
-            dusk_relay::fleet::directory::PREFIX,
-            peer.to_base58()
-        );
-        let deadline = Instant::now() + LISTED_WITHIN;
-        loop {
-            let node: Option<String> = ::redis::cmd("GET")
-                .arg(&key)
-                .query_async(&mut connection)
-                .await
-                .expect("GET");
-            if let Some(node) = node {
-                let node: Multiaddr = node.parse().expect("a mesh multiaddr");
-                return node
-                    .iter()
-                    .find_map(|p| match p {
-                        Protocol::Ip4(ip) => Some(ip),
-                        _ => None,
-                    })
-                    .expect("an IPv4 mesh address");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{peer} not listed within {LISTED_WITHIN:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let node = self.redis.directory_entry(peer).await;
+        node.iter()
+            .find_map(|p| match p {
+                Protocol::Ip4(ip) => Some(ip),
+                _ => None,
+            })
+            .expect("an IPv4 mesh address")
     }
 }
 

@@ -17,10 +17,6 @@ use support::*;
 
 const COMMUNITY: &str = "dusk/community/mesh";
 
-/// How long the directory may take to list a reservation: the writer sends it at once,
-/// so this only turns a lost write into a failure.
-const LISTED_WITHIN: Duration = Duration::from_secs(10);
-
 /// The files every node of one fleet shares: the keypair and the fleet secret.
 struct FleetFiles {
     dir: tempfile::TempDir,
@@ -79,28 +75,7 @@ async fn redis_client(redis: &RedisServer) -> ::redis::aio::MultiplexedConnectio
 
 /// The node the directory names for `peer`, once it names one.
 async fn listed(redis: &RedisServer, peer: PeerId) -> Multiaddr {
-    let mut connection = redis_client(redis).await;
-    let key = format!(
-        "{}{}",
-        dusk_relay::fleet::directory::PREFIX,
-        peer.to_base58()
-    );
-    let deadline = Instant::now() + LISTED_WITHIN;
-    loop {
-        let node: Option<String> = ::redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut connection)
-            .await
-            .expect("GET");
-        if let Some(node) = node {
-            return node.parse().expect("a mesh multiaddr");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{peer} not listed within {LISTED_WITHIN:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    redis.directory_entry(peer).await
 }
 
 /// Lists `peer` as held by `node`, as a node that then died would have left it.
@@ -300,7 +275,6 @@ async fn with_redis_down_cross_node_connects_fail_at_once_and_local_circuits_car
 
 #[tokio::test(flavor = "multi_thread")]
 async fn js_peers_pinned_to_different_nodes_talk_across_the_fleet() {
-    use serde_json::json;
     use support::js::*;
     let Some(redis) = RedisServer::start() else {
         return;
@@ -320,22 +294,6 @@ async fn js_peers_pinned_to_different_nodes_talk_across_the_fleet() {
     listed(&redis, listener.peer_id).await;
     let mut dialer = JsPeer::spawn_node("js dialer", None, &trust).await;
     let target = circuit_addr(&node2.addr(Transport::Tcp), listener.peer_id);
-    let len = 2 * 1024 * 1024;
-    listener
-        .request(
-            json!({"cmd": "serve", "len": len, "sendSeed": 2, "recvSeed": 1}),
-            COMMAND_TIMEOUT,
-        )
-        .await;
-    let reply = dialer
-        .request(
-            json!({
-                "cmd": "exchange", "addr": target.to_string(),
-                "len": len, "sendSeed": 1, "recvSeed": 2,
-            }),
-            TRANSFER_TIMEOUT,
-        )
-        .await;
-    let inbound = listener.event("exchanged", TRANSFER_TIMEOUT).await;
+    let (reply, inbound) = js_exchange(&mut listener, &mut dialer, &target, 2 * 1024 * 1024).await;
     println!("js across the fleet: dialer {reply}, listener {inbound}");
 }

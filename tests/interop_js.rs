@@ -90,34 +90,6 @@ async fn assert_open(peer: &mut JsPeer, remote: PeerId, what: &str) {
     );
 }
 
-/// `listener` serves one data stream and `dialer` opens it at `target`, the listener's
-/// circuit address; they move `len` verified bytes each way at once. Returns the
-/// dialer's reply and the listener's `exchanged` event.
-async fn js_exchange(
-    listener: &mut JsPeer,
-    dialer: &mut JsPeer,
-    target: &Multiaddr,
-    len: usize,
-) -> (Value, Value) {
-    listener
-        .request(
-            json!({"cmd": "serve", "len": len, "sendSeed": 2, "recvSeed": 1}),
-            COMMAND_TIMEOUT,
-        )
-        .await;
-    let reply = dialer
-        .request(
-            json!({
-                "cmd": "exchange", "addr": target.to_string(),
-                "len": len, "sendSeed": 1, "recvSeed": 2,
-            }),
-            TRANSFER_TIMEOUT,
-        )
-        .await;
-    let inbound = listener.event("exchanged", TRANSFER_TIMEOUT).await;
-    (reply, inbound)
-}
-
 /// The relayed connection from `dialer` to `listener` (at `target`) carries 1 MiB each
 /// way, and stays open.
 async fn carries_data_and_stays_open(

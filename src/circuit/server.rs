@@ -462,15 +462,7 @@ impl Server {
         };
         let across = Some(Across::Forwarded);
         match event {
-            RemoteEvent::Opened => {
-                self.open += 1;
-                self.event(Event::CircuitOpened {
-                    src,
-                    dst,
-                    open: self.open,
-                    across,
-                });
-            }
+            RemoteEvent::Opened => self.opened(src, dst, across),
             RemoteEvent::Denied(status) => {
                 self.forwarded.remove(&id);
                 self.circuit_gone(src, dst);
@@ -478,17 +470,38 @@ impl Server {
             }
             RemoteEvent::Ended(error) => {
                 self.forwarded.remove(&id);
-                self.open = self.open.saturating_sub(1);
-                self.circuit_gone(src, dst);
-                self.event(Event::CircuitClosed {
+                self.closed(Ended {
                     src,
                     dst,
-                    open: self.open,
                     error,
                     across,
                 });
             }
         }
+    }
+
+    /// A circuit starts carrying bytes.
+    fn opened(&mut self, src: PeerId, dst: PeerId, across: Option<Across>) {
+        self.open += 1;
+        self.event(Event::CircuitOpened {
+            src,
+            dst,
+            open: self.open,
+            across,
+        });
+    }
+
+    /// An open circuit is over.
+    fn closed(&mut self, ended: Ended) {
+        self.open = self.open.saturating_sub(1);
+        self.circuit_gone(ended.src, ended.dst);
+        self.event(Event::CircuitClosed {
+            src: ended.src,
+            dst: ended.dst,
+            open: self.open,
+            error: ended.error,
+            across: ended.across,
+        });
     }
 
     fn deny_circuit(&mut self, src: PeerId, dst: PeerId, hop: Stream, status: Status) {
@@ -563,13 +576,7 @@ impl Server {
             })
             .boxed(),
         );
-        self.open += 1;
-        self.event(Event::CircuitOpened {
-            src,
-            dst,
-            open: self.open,
-            across,
-        });
+        self.opened(src, dst, across);
     }
 
     fn on_connection_closed(&mut self, peer: PeerId, connection: ConnectionId) {
@@ -758,15 +765,7 @@ impl NetworkBehaviour for Server {
             self.recheck_access();
         }
         while let Poll::Ready(Some(ended)) = self.running.poll_next_unpin(cx) {
-            self.open -= 1;
-            self.circuit_gone(ended.src, ended.dst);
-            self.event(Event::CircuitClosed {
-                src: ended.src,
-                dst: ended.dst,
-                open: self.open,
-                error: ended.error,
-                across: ended.across,
-            });
+            self.closed(ended);
         }
         while let Poll::Ready(Some((id, event))) = self.forwarded_events.1.poll_recv(cx) {
             self.on_forwarded(id, event);

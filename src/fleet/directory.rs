@@ -33,9 +33,9 @@ use super::FleetError;
 /// Every key of the directory starts with this.
 pub const PREFIX: &str = "dusk:dir:";
 
-/// How long a lookup may take: Redis on the operator's network answers in
-/// milliseconds, and the client is waiting for its CONNECT's answer.
-pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a lookup may take, a reconnect included: Redis on the operator's network
+/// answers in milliseconds, and the client is waiting for its CONNECT's answer.
+pub const LOOKUP_TIMEOUT: Duration = crate::rendezvous::redis::OPERATION_TIMEOUT;
 
 /// How often the writer checks its marker and retries what failed.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -99,14 +99,27 @@ impl Directory {
         let _ = self.changes.send(Change::Release { peer });
     }
 
-    /// The mesh address of the node holding `peer`'s reservation, if any does.
+    /// The mesh address of the node holding `peer`'s reservation, if any does. Asks
+    /// twice when the connection was lost (Redis restarted: the first try reports the
+    /// dead connection and the manager reconnects for the second), all within
+    /// [`LOOKUP_TIMEOUT`].
     pub fn lookup(&self, peer: PeerId) -> BoxFuture<'static, Result<Option<Multiaddr>, String>> {
-        let mut connection = self.connection.clone();
+        let connection = self.connection.clone();
         async move {
-            let mut get = redis::cmd("GET");
-            get.arg(key(&peer));
-            let get = get.query_async::<Option<String>>(&mut connection);
-            match tokio::time::timeout(LOOKUP_TIMEOUT, get).await {
+            let get = |mut connection: ConnectionManager| async move {
+                let mut get = redis::cmd("GET");
+                get.arg(key(&peer));
+                get.query_async::<Option<String>>(&mut connection).await
+            };
+            let attempts = async {
+                match get(connection.clone()).await {
+                    Err(e) if e.is_connection_dropped() || e.is_connection_refusal() => {
+                        get(connection).await
+                    }
+                    result => result,
+                }
+            };
+            match tokio::time::timeout(LOOKUP_TIMEOUT, attempts).await {
                 Err(_) => Err(format!("no answer from Redis within {LOOKUP_TIMEOUT:?}")),
                 Ok(Err(e)) => Err(format!("Redis GET failed: {e}")),
                 Ok(Ok(None)) => Ok(None),

@@ -441,6 +441,34 @@ pub async fn js_dials_rust(
     futures::future::join(js.request(command, TRANSFER_TIMEOUT), rust_side).await
 }
 
+/// `listener` serves one data stream and `dialer` opens it at `target`, the listener's
+/// circuit address; they move `len` verified bytes each way at once. Returns the
+/// dialer's reply and the listener's `exchanged` event.
+pub async fn js_exchange(
+    listener: &mut JsPeer,
+    dialer: &mut JsPeer,
+    target: &Multiaddr,
+    len: usize,
+) -> (Value, Value) {
+    listener
+        .request(
+            json!({"cmd": "serve", "len": len, "sendSeed": 2, "recvSeed": 1}),
+            COMMAND_TIMEOUT,
+        )
+        .await;
+    let reply = dialer
+        .request(
+            json!({
+                "cmd": "exchange", "addr": target.to_string(),
+                "len": len, "sendSeed": 1, "recvSeed": 2,
+            }),
+            TRANSFER_TIMEOUT,
+        )
+        .await;
+    let inbound = listener.event("exchanged", TRANSFER_TIMEOUT).await;
+    (reply, inbound)
+}
+
 /// Standard base64 with padding (for PEM and Chromium's SPKI list).
 pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -71,6 +71,39 @@ impl RedisServer {
         self.port
     }
 
+    /// The mesh address the fleet's reservation directory names for `peer`, once it
+    /// names one (nodes write their claims at once; the bound only turns a lost write
+    /// into a failure).
+    pub async fn directory_entry(&self, peer: libp2p::PeerId) -> libp2p::Multiaddr {
+        const LISTED_WITHIN: Duration = Duration::from_secs(10);
+        let mut connection = ::redis::Client::open(self.url())
+            .expect("redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connected to redis-server");
+        let key = format!(
+            "{}{}",
+            dusk_relay::fleet::directory::PREFIX,
+            peer.to_base58()
+        );
+        let deadline = Instant::now() + LISTED_WITHIN;
+        loop {
+            let node: Option<String> = ::redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await
+                .expect("GET");
+            if let Some(node) = node {
+                return node.parse().expect("a mesh multiaddr");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{peer} not listed within {LISTED_WITHIN:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Kills the server and waits for it to exit; its port is free once this returns.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
