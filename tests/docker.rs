@@ -22,16 +22,24 @@ const PROJECT: &str = "dusk-relay-ci";
 /// The first health check runs one interval (30 s) after start.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(120);
 
+/// Loopback only, OS-assigned host ports: nothing else on the machine is touched.
+const SINGLE_RELAY_ENV: [(&str, &str); 5] = [
+    ("DUSK_RELAY_HOST_IP", "127.0.0.1"),
+    ("DUSK_RELAY_HOST_PORT", "0"),
+    ("DUSK_RELAY_HOST_QUIC_PORT", "0"),
+    ("DUSK_RELAY_HOST_WS_PORT", "0"),
+    ("DUSK_RELAY_HOST_WSS_PORT", "0"),
+];
+
 async fn run(program: &str, args: &[&str]) -> String {
+    run_with_env(program, args, &SINGLE_RELAY_ENV).await
+}
+
+async fn run_with_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new(program)
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        // Loopback only, OS-assigned host ports: nothing else on the machine is touched.
-        .env("DUSK_RELAY_HOST_IP", "127.0.0.1")
-        .env("DUSK_RELAY_HOST_PORT", "0")
-        .env("DUSK_RELAY_HOST_QUIC_PORT", "0")
-        .env("DUSK_RELAY_HOST_WS_PORT", "0")
-        .env("DUSK_RELAY_HOST_WSS_PORT", "0")
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
@@ -247,17 +255,183 @@ async fn compose_deployment_serves_every_transport_keeps_its_identity_and_stops_
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs docker-compose: run by .ci/docker-test"]
 async fn deploy_compose_files_are_valid() {
-    // The fleet's Valkey image cannot be pulled here, so the fleet itself is tested with
-    // real redis-servers in tests/fleet.rs; this checks the file operators would run.
-    for file in [
-        "deploy/docker-compose.fleet.yml",
-        "deploy/docker-compose.443.yml",
-    ] {
-        let mut args = vec!["-f", "docker-compose.yml"];
-        if file.ends_with("fleet.yml") {
-            args = vec![];
+    // The fleet file is also run, by the test below; this checks the 443 overlay.
+    run(
+        "docker-compose",
+        &[
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "deploy/docker-compose.443.yml",
+            "config",
+            "-q",
+        ],
+    )
+    .await;
+}
+
+/// deploy/docker-compose.fleet.yml as operators run it: three nodes of one identity and
+/// Valkey (a stand-in built by .ci/docker-test under the file's tag).
+struct ComposeFleet {
+    files: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl ComposeFleet {
+    const PROJECT: &'static str = "dusk-relay-fleet-ci";
+    const NODES: [&'static str; 3] = ["relay-1", "relay-2", "relay-3"];
+
+    /// The shared keypair and fleet secret in a directory the relays (uid 1000) can read,
+    /// as the file's header tells operators to prepare `deploy/fleet`.
+    fn new() -> (ComposeFleet, PeerId) {
+        use std::os::unix::fs::{chown, PermissionsExt};
+        let files = tempfile::tempdir().unwrap();
+        let keypair_path = files.path().join("keypair");
+        let (keypair, _) = dusk_relay::identity::load_or_create(&keypair_path).unwrap();
+        let secret_path = files.path().join("fleet.key");
+        std::fs::write(&secret_path, format!("{}\n", "c0ffee".repeat(11))).unwrap();
+        std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        for path in [&keypair_path, &secret_path] {
+            chown(path, Some(1000), Some(1000)).unwrap();
         }
-        args.extend_from_slice(&["-f", file, "config", "-q"]);
-        run("docker-compose", &args).await;
+        std::fs::set_permissions(files.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Loopback only, OS-assigned host ports, as for the single relay.
+        let mut env = vec![
+            ("DUSK_RELAY_HOST_IP".to_owned(), "127.0.0.1".to_owned()),
+            (
+                "DUSK_FLEET_DIR".to_owned(),
+                files.path().display().to_string(),
+            ),
+        ];
+        for n in 1..=3 {
+            for kind in ["PORT", "QUIC_PORT", "WSS_PORT"] {
+                env.push((format!("RELAY_{n}_{kind}"), "0".to_owned()));
+            }
+        }
+        let fleet = ComposeFleet { files, env };
+        (fleet, keypair.public().to_peer_id())
     }
+
+    async fn compose(&self, args: &[&str]) -> String {
+        let mut all = vec!["-p", Self::PROJECT, "-f", "deploy/docker-compose.fleet.yml"];
+        all.extend_from_slice(args);
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        run_with_env("docker-compose", &all, &env).await
+    }
+
+    async fn container(&self, service: &str) -> String {
+        self.compose(&["ps", "-q", service]).await.trim().to_owned()
+    }
+
+    /// Follows `service`'s log until it prints its TCP relay address; returns that
+    /// address's peer id (the relay logs it once it listens, after fleet mode started).
+    async fn listening(&self, service: &str) -> PeerId {
+        let container = self.container(service).await;
+        let mut logs = Command::new("sh")
+            .args(["-c", &format!("docker logs -f {container} 2>&1")])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("docker logs");
+        let mut lines = BufReader::new(logs.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(HEALTHY_WITHIN, async {
+            while let Some(line) = lines.next_line().await.expect("read logs") {
+                if let Some((_, addr)) = line.split_once("relay address: ") {
+                    if addr.contains("/tcp/4001/p2p/") {
+                        let addr: Multiaddr = addr.split_whitespace().next()?.parse().ok()?;
+                        return Some(peer_of(&addr));
+                    }
+                }
+                seen.push(line);
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(peer)) => peer,
+            _ => panic!("{service} did not listen; its log:\n{}", seen.join("\n")),
+        }
+    }
+
+    /// `service`'s TCP address on the host, with the fleet's peer id.
+    async fn tcp_addr(&self, service: &str, fleet: PeerId) -> Multiaddr {
+        let container = self.container(service).await;
+        let published = run("docker", &["port", &container, "4001/tcp"]).await;
+        let host = published.lines().next().unwrap().trim();
+        let (ip, port) = host.rsplit_once(':').unwrap();
+        format!("/ip4/{ip}/tcp/{port}/p2p/{fleet}").parse().unwrap()
+    }
+
+    /// Waits until the fleet's directory names `node` for `peer` (written asynchronously
+    /// after the reservation was granted), asking Valkey in its container.
+    async fn listed_on(&self, peer: PeerId, node: &str) {
+        let valkey = self.container("valkey").await;
+        let key = format!("dusk:dir:{peer}");
+        // The node's mesh address as it announces it (DUSK_RELAY_MESH_ANNOUNCE_ADDR),
+        // then its mesh peer id.
+        let mesh = format!("/dns/{node}/tcp/4100/p2p/");
+        within(EVENT_TIMEOUT, "the directory entry", async {
+            loop {
+                let entry = run("docker", &["exec", &valkey, "valkey-cli", "GET", &key]).await;
+                if entry.trim().starts_with(&mesh) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Docker engine, dusk-relay:latest and the Valkey stand-in: run by .ci/docker-test"]
+async fn compose_fleet_forwards_across_nodes_and_survives_a_killed_node() {
+    let (fleet, identity) = ComposeFleet::new();
+    let _ = fleet.compose(&["down", "-v"]).await;
+    fleet.compose(&["up", "-d", "--no-build"]).await;
+    let mut addrs = HashMap::new();
+    for node in ComposeFleet::NODES {
+        assert_eq!(
+            fleet.listening(node).await,
+            identity,
+            "{node}: one identity"
+        );
+        addrs.insert(node, fleet.tcp_addr(node, identity).await);
+    }
+
+    // A is reserved on relay-1 only; B and C reach it through relay-2 and relay-3.
+    let mut a = Client::new(None).await;
+    a.reserve(&addrs["relay-1"]).await;
+    fleet.listed_on(a.peer_id, "relay-1").await;
+    for node in ["relay-2", "relay-3"] {
+        let mut b = Client::new(None).await;
+        b.connect(&addrs[node]).await;
+        b.dial_through(&addrs[node], a.peer_id).await;
+        let rate = exchange_both_ways(&mut b, &mut a, 1024 * 1024).await;
+        eprintln!("compose fleet: {node} -> relay-1 carried 1 MiB each way at {rate:.1} MiB/s");
+    }
+
+    // relay-1 dies: A reserves again on a survivor and is reachable through the third.
+    let relay_1 = fleet.container("relay-1").await;
+    run("docker", &["kill", &relay_1]).await;
+    a.disconnected_from(identity).await;
+    let killed = Instant::now();
+    a.reserve(&addrs["relay-2"]).await;
+    fleet.listed_on(a.peer_id, "relay-2").await;
+    let mut c = Client::new(None).await;
+    c.connect(&addrs["relay-3"]).await;
+    c.dial_through(&addrs["relay-3"], a.peer_id).await;
+    eprintln!(
+        "compose fleet: relay-1 killed; A re-reserved on relay-2 and was reached through relay-3 {:?} after it lost relay-1",
+        killed.elapsed()
+    );
+    exchange_both_ways(&mut c, &mut a, 256 * 1024).await;
+
+    fleet.compose(&["down", "-v"]).await;
+    drop(fleet.files);
 }

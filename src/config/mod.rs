@@ -38,6 +38,9 @@ pub struct Config {
     pub external_addrs: Vec<Multiaddr>,
     /// Where the relay's ed25519 identity lives.
     pub keypair_path: PathBuf,
+    /// Where the relay keeps the files it makes itself (the self-signed WSS certificate);
+    /// `None`: beside the keypair. See [`Config::data_dir`].
+    pub data_dir: Option<PathBuf>,
     /// WSS certificate source.
     pub tls: TlsConfig,
     pub connection_limits: ConnectionLimits,
@@ -276,6 +279,7 @@ impl Default for Config {
             listen_ips: defaults::LISTEN_IPS.to_vec(),
             external_addrs: Vec::new(),
             keypair_path: default_keypair_path(),
+            data_dir: None,
             tls: TlsConfig::default(),
             connection_limits: ConnectionLimits {
                 max_established: defaults::MAX_CONNECTIONS,
@@ -350,6 +354,21 @@ impl Default for Config {
 
 fn mib(n: u64) -> usize {
     usize::try_from(n.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+}
+
+impl Config {
+    /// The directory for the files the relay makes itself: `DUSK_RELAY_DATA_DIR`, or the
+    /// keypair's directory. A fleet mounts its shared keypair read-only, so it needs
+    /// somewhere else to write.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        match self.keypair_path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
 }
 
 /// `dirs::data_dir()/dusk-relay/keypair` (Linux: `~/.local/share/dusk-relay/keypair`),

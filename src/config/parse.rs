@@ -192,6 +192,11 @@ impl Config {
         config.wss_port = vars.listener_port(Id::WssPort, port, defaults::WSS_PORT_OFFSET)?;
         config.metrics_addr = vars.metrics_addr(port)?;
         config.tls.cert_and_key = vars.cert_and_key()?;
+        // Empty is unset, as Compose passes `${VAR:-}`.
+        config.data_dir = vars
+            .get(Id::DataDir)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
         config.connection_limits.max_memory_bytes =
             match vars.parse(Id::MaxMemoryMib, &defaults::MAX_MEMORY_MIB)? {
                 0 => None,
@@ -346,6 +351,18 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_data_dir_follows_the_keypair_unless_set() {
+        let keypair = (Id::Keypair.env(), "/run/secrets/keypair");
+        let (config, _) = Config::from_vars(vars(&[keypair])).unwrap();
+        assert_eq!(config.data_dir(), PathBuf::from("/run/secrets"));
+        let (config, _) = Config::from_vars(vars(&[keypair, (Id::DataDir.env(), "")])).unwrap();
+        assert_eq!(config.data_dir(), PathBuf::from("/run/secrets"));
+        let set = (Id::DataDir.env(), "/data/dusk-relay");
+        let (config, _) = Config::from_vars(vars(&[keypair, set])).unwrap();
+        assert_eq!(config.data_dir(), PathBuf::from("/data/dusk-relay"));
     }
 
     #[test]

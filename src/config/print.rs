@@ -65,6 +65,7 @@ impl Config {
                 Some(addr) => addr.to_string(),
                 None => "off".into(),
             })),
+            Id::DataDir => Some(path(&self.data_dir())),
             Id::TlsCert => Some(path(&self.tls.cert_and_key.as_ref()?.0)),
             Id::TlsKey => Some(path(&self.tls.cert_and_key.as_ref()?.1)),
             Id::ExternalAddr if self.external_addrs.is_empty() => None,

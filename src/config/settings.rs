@@ -111,6 +111,9 @@ settings! {
     Keypair = "keypair", "DUSK_RELAY_KEYPAIR",
         "the relay's ed25519 identity file"
             => keypair_path: parse;
+    DataDir = "data_dir", "DUSK_RELAY_DATA_DIR",
+        "directory for the files the relay makes itself (the self-signed WSS certificate); unset: the keypair's directory"
+            => (by hand: unset follows keypair);
     LogFormat = "log_format", "DUSK_RELAY_LOG_FORMAT",
         "text (the human lines) or json (one object per line)"
             => log_format: parse;

@@ -80,10 +80,7 @@ pub fn load_or_generate(config: &Config) -> Result<TlsMaterial, TlsError> {
     if let Some((cert, key)) = &config.tls.cert_and_key {
         return load(cert, key, false);
     }
-    let dir = match config.keypair_path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let dir = config.data_dir();
     let cert_path = dir.join(defaults::DEV_CERT_FILE);
     let key_path = dir.join(defaults::DEV_KEY_FILE);
     match (cert_path.exists(), key_path.exists()) {

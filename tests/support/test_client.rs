@@ -219,9 +219,12 @@ impl Client {
         relay_addr: &Multiaddr,
     ) -> Result<Option<CircuitLimit>, String> {
         let circuit = relay_addr.clone().with(Protocol::P2pCircuit);
-        self.call(move |s| s.listen_on(circuit))
+        let listener = self
+            .call(move |s| s.listen_on(circuit))
             .await
             .map_err(|e| e.to_string())?;
+        // Only this listener's end counts: an earlier reservation's listener may close
+        // while this one is being set up (its relay went away).
         self.next("reservation", |e| match e {
             SwarmEvent::Behaviour(ClientBehaviourEvent::RelayClient(
                 relay::client::Event::ReservationReqAccepted { limit, .. },
@@ -230,12 +233,18 @@ impl Client {
                 data_in_bytes: l.data_in_bytes(),
             }))),
             SwarmEvent::ListenerClosed {
-                reason: Err(error), ..
-            } => Some(Err(error.to_string())),
-            SwarmEvent::ListenerClosed { reason: Ok(()), .. } => {
-                Some(Err("listener closed".into()))
-            }
-            SwarmEvent::ListenerError { error, .. } => Some(Err(error.to_string())),
+                listener_id,
+                reason: Err(error),
+                ..
+            } if listener_id == listener => Some(Err(error.to_string())),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason: Ok(()),
+                ..
+            } if listener_id == listener => Some(Err("listener closed".into())),
+            SwarmEvent::ListenerError {
+                listener_id, error, ..
+            } if listener_id == listener => Some(Err(error.to_string())),
             _ => None,
         })
         .await
