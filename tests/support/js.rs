@@ -309,6 +309,35 @@ impl JsPeer {
         );
     }
 
+    /// Registers in `namespace` at `relay` (a relay address with its peer id) for `ttl`
+    /// seconds, with a signed record of its circuit addresses through that relay.
+    /// Returns the reply: the granted `ttl` and the record's `addrs`.
+    pub async fn register(&mut self, relay: &Multiaddr, namespace: &str, ttl: u64) -> Value {
+        self.request(
+            json!({
+                "cmd": "register", "relay": relay.to_string(),
+                "namespace": namespace, "ttl": ttl,
+            }),
+            COMMAND_TIMEOUT,
+        )
+        .await
+    }
+
+    /// The registrations in `namespace` at `relay`, each `{peerId, addrs, namespace,
+    /// ttl}` from a record whose signature the peer checked.
+    pub async fn discover(&mut self, relay: &Multiaddr, namespace: &str) -> Vec<Value> {
+        let reply = self
+            .request(
+                json!({"cmd": "discover", "relay": relay.to_string(), "namespace": namespace}),
+                COMMAND_TIMEOUT,
+            )
+            .await;
+        reply["registrations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: no registrations in {reply}", self.name))
+    }
+
     /// The peer's connections as it sees them now.
     pub async fn connections(&mut self) -> Vec<Value> {
         let reply = self
