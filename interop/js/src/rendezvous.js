@@ -1,8 +1,8 @@
 // A rendezvous client for the js peers (libp2p/specs rendezvous: `/rendezvous/1.0.0`,
 // one unsigned-varint length-prefixed protobuf message each way per stream, as
 // rust-libp2p's client and the relay's server speak it; the messages are
-// proto/rendezvous.proto). js-libp2p has no maintained one, and a dusk web client
-// finds its peers this way, so the tests need one to show the relay serves it.
+// proto/rendezvous.proto). js-libp2p has no maintained one, and the tests need one to
+// show that js peers find each other through the relay as the dusk client does.
 // REGISTER and DISCOVER of one namespace only: no UNREGISTER and no paging by cookie,
 // which no test here needs.
 
