@@ -273,8 +273,12 @@ async fn with_redis_down_cross_node_connects_fail_at_once_and_local_circuits_car
     exchange_both_ways(&mut b, &mut a, 256 * 1024).await;
 }
 
+/// Issue 19's "the same with js-libp2p", as the dusk 0.54 client does it: each js peer
+/// knows one node; the listener reserves on node 1 and registers there, the dialer
+/// finds it by DISCOVER at node 2 (one store: the fleet's Redis) and dials it through
+/// node 2 by the peer id the registration names, never by the record's addresses.
 #[tokio::test(flavor = "multi_thread")]
-async fn js_peers_pinned_to_different_nodes_talk_across_the_fleet() {
+async fn js_peers_pinned_to_different_nodes_find_each_other_by_rendezvous_and_talk() {
     use support::js::*;
     let Some(redis) = RedisServer::start() else {
         return;
@@ -286,14 +290,48 @@ async fn js_peers_pinned_to_different_nodes_talk_across_the_fleet() {
     let trust = node1.dir.path().join("trusted-wss-cert.pem");
     std::fs::write(&trust, pem(&node1.certificate())).expect("write the certificate");
 
-    // The js listener reserves on node 1 over WebSocket; the js dialer knows only node 2.
-    let mut events = node1.subscribe();
-    let mut listener =
-        JsPeer::spawn_node("js listener", Some(&node1.addr(Transport::Ws)), &trust).await;
-    listener.reserved_on(&mut events).await;
-    listed(&redis, listener.peer_id).await;
+    // The listener reserves on node 1 over WebSocket and registers there.
+    let mut node1_events = node1.subscribe();
+    let node1_ws = node1.addr(Transport::Ws);
+    let mut listener = JsPeer::spawn_node("js listener", Some(&node1_ws), &trust).await;
+    listener.reserved_on(&mut node1_events).await;
+    let ttl = 600;
+    let registered = listener.register(&node1_ws, COMMUNITY, ttl).await;
+    assert_eq!(registered["ttl"], ttl, "{registered}");
+    let listener_id = listener.peer_id;
+    relay_event(&mut node1_events, |e| {
+        matches!(e, RelayEvent::Registered { peer, namespace }
+            if *peer == listener_id && namespace == COMMUNITY)
+        .then_some(())
+    })
+    .await;
+    // Node 2 forwards a circuit only to a peer the directory lists.
+    listed(&redis, listener_id).await;
+
+    // The dialer knows only node 2.
     let mut dialer = JsPeer::spawn_node("js dialer", None, &trust).await;
-    let target = circuit_addr(&node2.addr(Transport::Tcp), listener.peer_id);
-    let (reply, inbound) = js_exchange(&mut listener, &mut dialer, &target, 2 * 1024 * 1024).await;
+    let node2_tcp = node2.addr(Transport::Tcp);
+    let found = dialer.discover(&node2_tcp, COMMUNITY).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let discovered: PeerId = found[0]["peerId"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no peer id in {found:?}"));
+    assert_eq!(discovered, listener_id, "{found:?}");
+    // What node 1 accepted is what node 2 hands out: the listener's circuit addresses
+    // through node 1, which the dialer has no use for.
+    assert_eq!(found[0]["addrs"], registered["addrs"], "{found:?}");
+
+    let mut node2_events = node2.subscribe();
+    let target = circuit_addr(&node2_tcp, discovered);
+    let (reply, inbound) = js_exchange(&mut listener, &mut dialer, &target, 3 * 1024 * 1024).await;
     println!("js across the fleet: dialer {reply}, listener {inbound}");
+    let dialer_id = dialer.peer_id;
+    for events in [&mut node1_events, &mut node2_events] {
+        relay_event(events, |e| {
+            matches!(e, RelayEvent::CircuitOpened { src, dst } if (*src, *dst) == (dialer_id, listener_id))
+                .then_some(())
+        })
+        .await;
+    }
 }

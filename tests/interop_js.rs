@@ -10,6 +10,9 @@
 //! circuit limit (no byte limit, a 24 h duration): the relayed connection is "limited",
 //! so streams need `runOnLimitedConnection: true` on `handle` and on `dialProtocol`,
 //! and it is not closed early.
+//! js peers also register and discover through the relay's rendezvous (interop/js has
+//! its own client), which takes their records only when signed the way rust-libp2p
+//! signs them.
 //!
 //! The end-to-end yamux of a circuit runs between the two peers, not through the
 //! relay's: a Rust peer with libp2p's default yamux (like `tests/support`'s client)
@@ -247,6 +250,61 @@ async fn js_peer_dials_a_rust_peers_circuit_address() {
         mib_per_s(EIGHT_MIB, ms),
         mib(EIGHT_MIB),
         mib(JS_TO_DEFAULT_RUST),
+    );
+}
+
+/// The js peers' rendezvous client (interop/js/src/rendezvous.js) against the relay and
+/// rust-libp2p's client, the one the dusk client ships: a record signed in the spec's
+/// format (js-libp2p's and go-libp2p's) is refused, because rust-libp2p reads only its
+/// own and one record it cannot read fails a Rust client's whole DISCOVER; signed the
+/// rust-libp2p way it is stored, and Rust and js discoverers each read both peers'.
+#[tokio::test(flavor = "multi_thread")]
+async fn js_rendezvous_registers_in_rust_libp2ps_record_format_and_discovers_rust_peers() {
+    const NAMESPACE: &str = "dusk/community/js";
+    let (relay, mut listener, trust) = relay_and_reserved_js(Transport::Tcp).await;
+    let relay_addr = relay.addr(Transport::Tcp);
+    let refused = listener
+        .try_register(&relay_addr, NAMESPACE, 600, "spec")
+        .await
+        .expect_err("the relay stored a spec-format record");
+    assert!(
+        refused.starts_with("RendezvousError: E_INVALID_SIGNED_PEER_RECORD (101)"),
+        "{refused}"
+    );
+    listener.register(&relay_addr, NAMESPACE, 600).await;
+
+    let mut rust = relay.client().await;
+    rust.reserve(&relay_addr).await;
+    register(&mut rust, relay.peer_id(), NAMESPACE, None)
+        .await
+        .expect("the Rust peer registered");
+    let mut both = vec![listener.peer_id, rust.peer_id];
+    both.sort();
+
+    let mut by_rust: Vec<PeerId> = discover(&mut rust, relay.peer_id(), NAMESPACE)
+        .await
+        .iter()
+        .map(|r| r.record.peer_id())
+        .collect();
+    by_rust.sort();
+    assert_eq!(by_rust, both);
+
+    let mut js = JsPeer::spawn_node("js discoverer", None, &trust).await;
+    let found = js.discover(&relay_addr, NAMESPACE).await;
+    let mut by_js: Vec<PeerId> = found
+        .iter()
+        .map(|r| {
+            r["peerId"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("peer id")
+        })
+        .collect();
+    by_js.sort();
+    assert_eq!(by_js, both, "{found:?}");
+    assert!(
+        found.iter().all(|r| r["format"] == "rust-libp2p"),
+        "{found:?}"
     );
 }
 

@@ -309,6 +309,57 @@ impl JsPeer {
         );
     }
 
+    /// Registers in `namespace` at `relay` (a relay address with its peer id) for `ttl`
+    /// seconds, with a signed record of its circuit addresses through that relay in
+    /// rust-libp2p's format. Returns the reply: the granted `ttl` and the record's
+    /// `addrs`.
+    pub async fn register(&mut self, relay: &Multiaddr, namespace: &str, ttl: u64) -> Value {
+        self.try_register(relay, namespace, ttl, "rust-libp2p")
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "{}: register failed: {error}\n{}",
+                    self.name,
+                    self.diagnostics()
+                )
+            })
+    }
+
+    /// [`JsPeer::register`] with the record signed in `format`: `"rust-libp2p"` or
+    /// `"spec"` (see `RECORD_FORMATS` in interop/js/src/rendezvous.js); the error is
+    /// `RendezvousError: E_NAME (code): status text` when the relay refuses.
+    pub async fn try_register(
+        &mut self,
+        relay: &Multiaddr,
+        namespace: &str,
+        ttl: u64,
+        format: &str,
+    ) -> Result<Value, String> {
+        self.try_request(
+            json!({
+                "cmd": "register", "relay": relay.to_string(),
+                "namespace": namespace, "ttl": ttl, "format": format,
+            }),
+            COMMAND_TIMEOUT,
+        )
+        .await
+    }
+
+    /// The registrations in `namespace` at `relay`, each `{peerId, addrs, format,
+    /// namespace, ttl}` from a record whose signature the peer checked.
+    pub async fn discover(&mut self, relay: &Multiaddr, namespace: &str) -> Vec<Value> {
+        let reply = self
+            .request(
+                json!({"cmd": "discover", "relay": relay.to_string(), "namespace": namespace}),
+                COMMAND_TIMEOUT,
+            )
+            .await;
+        reply["registrations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: no registrations in {reply}", self.name))
+    }
+
     /// The peer's connections as it sees them now.
     pub async fn connections(&mut self) -> Vec<Value> {
         let reply = self

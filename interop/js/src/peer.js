@@ -10,6 +10,7 @@ import { identify } from '@libp2p/identify'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { exchange } from './exchange.js'
+import { discover, newPrivateKey, register } from './rendezvous.js'
 
 /** The protocol the Rust test clients exchange bytes on (tests/support). */
 export const DATA_PROTOCOL = '/dusk-test/data/1.0.0'
@@ -59,7 +60,9 @@ function errorText (err) {
  * object to whoever drives the peer. Returns the node and `run(command)`.
  */
 export async function startPeer ({ transports, reserve, emit }) {
+  const privateKey = await newPrivateKey()
   const node = await createLibp2p({
+    privateKey,
     addresses: {
       // js-libp2p reserves on a relay when asked to listen on <relay>/p2p-circuit.
       listen: reserve == null ? [] : [`${reserve}/p2p-circuit`]
@@ -125,6 +128,9 @@ export async function startPeer ({ transports, reserve, emit }) {
       await stream.close()
       return {}
     },
+    // Rendezvous at `relay` (a multiaddr with /p2p/<relay>), see rendezvous.js.
+    register: async (command) => register(node, privateKey, command),
+    discover: async (command) => ({ registrations: await discover(node, command) }),
     connections: async () => ({ connections: node.getConnections().map(describe) }),
     stop: async () => {
       await node.stop()
