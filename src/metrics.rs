@@ -10,6 +10,8 @@
 //! are the stacks of this relay's own listeners and of the addresses its transports
 //! give connections, a small fixed set.
 
+mod sampled;
+
 use libp2p::{identify, ping, Multiaddr};
 
 use crate::circuit::proto::Status;
@@ -21,6 +23,8 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::multiaddr_ext::transport_of;
+
+pub use sampled::Sampled;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceCapLabel {
@@ -118,6 +122,7 @@ pub struct Metrics {
     certificate_reloads: Family<OutcomeLabel, Counter>,
     relayed_bytes: Counter,
     identify: Family<IdentifyLabel, Counter>,
+    rendezvous_store_up: Gauge,
 }
 
 impl Metrics {
@@ -175,7 +180,13 @@ impl Metrics {
             certificate_reloads: Family::default(),
             relayed_bytes: Counter::default(),
             identify: Family::default(),
+            rendezvous_store_up: Gauge::default(),
         };
+        relay.register(
+            "rendezvous_store_up",
+            "1 while the rendezvous store (memory or Redis) answered its last check (every 10 s), 0 when it did not",
+            metrics.rendezvous_store_up.clone(),
+        );
         relay.register(
             "relayed_bytes",
             "Bytes forwarded through circuits, both directions (plus circuit handshakes)",
@@ -282,7 +293,93 @@ impl Metrics {
             "Time circuit streams waited for a bandwidth cap, by cap (circuit, peer, total)",
             metrics.throttled_seconds.clone(),
         );
+        metrics.export_known_labels();
         metrics
+    }
+
+    /// Creates every series whose labels come from a small fixed set, at zero. A series
+    /// that first appears at 1 loses that first event to `rate()` and `increase()`, and
+    /// dashboards and alerts would query names a fresh relay does not export yet.
+    fn export_known_labels(&self) {
+        for reason in ["closed", "error"] {
+            zero(&self.circuits_closed, &ReasonLabel { reason });
+        }
+        for transport in ["tcp", "quic", "ws", "wss"] {
+            zero(&self.connections, &TransportLabel { transport });
+        }
+        for reason in REFUSAL_REASONS {
+            zero(&self.connections_refused, &RefusalLabel { reason });
+        }
+        for status in DENIAL_STATUSES {
+            let label = StatusLabel {
+                status: status.as_str_name().to_owned(),
+            };
+            zero(&self.reservation_denials, &label);
+            zero(&self.circuit_denials, &label);
+        }
+        for outcome in ["OK", "E_UNAVAILABLE"] {
+            let label = OutcomeLabel {
+                outcome: outcome.into(),
+            };
+            zero(&self.registration_requests, &label);
+            zero(&self.discover_requests, &label);
+        }
+        for outcome in ["reloaded", "unchanged", "failed"] {
+            zero(
+                &self.certificate_reloads,
+                &OutcomeLabel {
+                    outcome: outcome.into(),
+                },
+            );
+        }
+        for across in ["forwarded", "received"] {
+            zero(&self.fleet_circuits, &AcrossLabel { across });
+            zero(&self.fleet_circuits_opened, &AcrossLabel { across });
+        }
+        for what in ["reservation", "circuit", "connection"] {
+            zero(&self.access_denials, &DeniedLabel { what });
+        }
+        for what in ["reservation", "circuit"] {
+            for cap in ["per_ip", "per_ipv6_64", "per_ipv6_48"] {
+                zero(&self.source_cap_denials, &SourceCapLabel { what, cap });
+            }
+        }
+    }
+
+    /// The gauges read at each scrape rather than kept up to date (see [`Sampled`]).
+    pub fn register_sampled(registry: &mut Registry, sampled: Sampled) {
+        registry
+            .sub_registry_with_prefix("dusk_relay")
+            .register_collector(Box::new(sampled));
+    }
+
+    /// `dusk_relay_tls_certificate_not_after_timestamp_seconds`, registered only when WSS
+    /// is on: a relay without a certificate has no expiry to alert on. A timestamp, not
+    /// seconds left: it is exact without a timer, stays one value between renewals, and
+    /// `… - time()` gives the seconds left at whatever moment a rule or panel evaluates.
+    /// The gauge is [`crate::tls::reload::ServedCertificate::not_after`]'s, which
+    /// every certificate install sets.
+    pub fn register_certificate_not_after(registry: &mut Registry, gauge: Gauge) {
+        registry.sub_registry_with_prefix("dusk_relay").register(
+            "tls_certificate_not_after_timestamp_seconds",
+            "When the WSS certificate in use expires (its leaf's notAfter), in seconds since the Unix epoch; 0 if it cannot be read",
+            gauge,
+        );
+    }
+
+    /// `dusk_relay_fleet_directory_up`, registered in fleet mode only; the gauge is
+    /// [`crate::fleet::Directory::up`]'s.
+    pub fn register_fleet_directory_up(registry: &mut Registry, gauge: Gauge) {
+        registry.sub_registry_with_prefix("dusk_relay").register(
+            "fleet_directory_up",
+            "1 while the fleet's reservation directory (Redis) answered within the last second or so, 0 when it did not",
+            gauge,
+        );
+    }
+
+    /// Whether the rendezvous store answered its periodic count.
+    pub fn set_rendezvous_store_up(&self, up: bool) {
+        self.rendezvous_store_up.set(i64::from(up));
     }
 
     pub fn record_swarm<E>(&self, event: &libp2p::swarm::SwarmEvent<E>) {
@@ -422,3 +519,38 @@ impl Metrics {
             .inc();
     }
 }
+
+/// Creates `label`'s series in `family` if it is not there (at zero).
+fn zero<L, M>(family: &Family<L, M>, label: &L)
+where
+    L: Clone + std::hash::Hash + Eq,
+    M: Default,
+{
+    drop(family.get_or_create(label));
+}
+
+/// Every `reason` of `dusk_relay_connections_refused_total` ([`RefusalLabel`]).
+const REFUSAL_REASONS: [&str; 11] = [
+    "per_ip",
+    "per_ipv6_64",
+    "per_ipv6_48",
+    "pending_per_ip",
+    "pending_per_ipv6_64",
+    "pending_per_ipv6_48",
+    "file_descriptors",
+    "memory",
+    "max_connections",
+    "max_per_peer",
+    "max_pending",
+];
+
+/// The circuit relay v2 statuses a reservation or circuit can be denied with.
+const DENIAL_STATUSES: [Status; 7] = [
+    Status::ReservationRefused,
+    Status::ResourceLimitExceeded,
+    Status::PermissionDenied,
+    Status::ConnectionFailed,
+    Status::NoReservation,
+    Status::MalformedMessage,
+    Status::UnexpectedMessage,
+];

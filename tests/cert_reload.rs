@@ -1,7 +1,7 @@
 //! WSS certificate reload without a restart: on request (what SIGHUP does), when the
 //! files change, and through the binary with a real SIGHUP. New WSS clients see the new
 //! certificate, established connections keep working, and an invalid pair leaves the
-//! old certificate serving.
+//! old certificate serving. `/metrics` shows the served certificate's expiry throughout.
 
 mod support;
 
@@ -29,6 +29,43 @@ fn new_cert() -> Cert {
         key_pem: key_pair.serialize_pem(),
         der: cert.der().to_vec(),
     }
+}
+
+/// [`new_cert`] valid until midnight UTC starting `year-month-day`; and that instant in
+/// Unix seconds.
+fn cert_expiring(year: i32, month: u8, day: u8) -> (Cert, f64) {
+    let not_after = rcgen::date_time_ymd(year, month, day);
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("certificate names");
+    params.not_after = not_after;
+    let key_pair = rcgen::KeyPair::generate().expect("generate key");
+    let cert = params.self_signed(&key_pair).expect("generate certificate");
+    let cert = Cert {
+        cert_pem: cert.pem(),
+        key_pem: key_pair.serialize_pem(),
+        der: cert.der().to_vec(),
+    };
+    (cert, not_after.unix_timestamp() as f64)
+}
+
+/// `dusk_relay_tls_certificate_not_after_timestamp_seconds` as the endpoint at `metrics` serves it.
+async fn served_not_after(metrics: std::net::SocketAddr) -> f64 {
+    let scrape = support::scrape(metrics).await;
+    let value = support::metric_sum(
+        &scrape,
+        "dusk_relay_tls_certificate_not_after_timestamp_seconds",
+        &[],
+    );
+    assert_eq!(
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "dusk_relay_tls_certificate_not_after_timestamp_seconds")
+            .count(),
+        1,
+        "one expiry series"
+    );
+    value
 }
 
 /// Writes the pair the way certbot's deploy does: each file replaced whole by a rename.
@@ -144,14 +181,76 @@ async fn a_changed_certificate_file_is_reloaded_without_a_signal() {
 }
 
 #[tokio::test]
+async fn the_expiry_metric_is_the_served_certificates_and_follows_each_reload() {
+    let ((a, a_expires), (b, b_expires)) = (cert_expiring(2031, 1, 1), cert_expiring(2032, 6, 15));
+    let (relay, certs) = relay_serving(&a).await;
+    let metrics = relay.handle.http_addr.expect("metrics on");
+    assert_eq!(served_not_after(metrics).await, a_expires, "at start");
+
+    // The file watch installs B.
+    let mut events = relay.subscribe();
+    install(certs.path(), &b.cert_pem, &b.key_pem);
+    relay_event(&mut events, |e| {
+        matches!(e, RelayEvent::CertificateReloaded).then_some(())
+    })
+    .await;
+    assert_eq!(
+        served_not_after(metrics).await,
+        b_expires,
+        "after the reload"
+    );
+
+    // A refused pair changes nothing.
+    install(certs.path(), "garbage", &a.key_pem);
+    let refused = relay.handle.reload_certificate().expect("WSS is on");
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        served_not_after(metrics).await,
+        b_expires,
+        "after a refused reload"
+    );
+
+    // What SIGHUP does installs A again (or finds that the file watch already has).
+    install(certs.path(), &a.cert_pem, &a.key_pem);
+    let outcome = relay.handle.reload_certificate().expect("WSS is on");
+    assert!(
+        matches!(outcome, Ok(Reloaded::Changed | Reloaded::Unchanged)),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        served_not_after(metrics).await,
+        a_expires,
+        "after SIGHUP's reload"
+    );
+    assert_served(&wss_of(&relay), &a, "certificate A served").await;
+}
+
+#[tokio::test]
+async fn a_generated_self_signed_certificate_reports_its_far_expiry() {
+    let relay = TestRelay::start().await;
+    let not_after = served_not_after(relay.handle.http_addr.expect("metrics on")).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    // rcgen's default validity ends in 4096: never an expiry alert for a dev relay.
+    assert!(not_after > now + 1000.0 * 365.0 * 86400.0, "{not_after}");
+}
+
+fn wss_of(relay: &TestRelay) -> Multiaddr {
+    relay.addr(Transport::Wss)
+}
+
+#[tokio::test]
 async fn binary_reloads_the_certificate_on_sighup() {
-    let (a, b) = (new_cert(), new_cert());
+    let ((a, _), (b, b_expires)) = (cert_expiring(2031, 1, 1), cert_expiring(2032, 6, 15));
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = install(dir.path(), &a.cert_pem, &a.key_pem);
     let mut command = relay_command(dir.path());
     command
         .env("DUSK_RELAY_TLS_CERT", &cert)
-        .env("DUSK_RELAY_TLS_KEY", &key);
+        .env("DUSK_RELAY_TLS_KEY", &key)
+        .env("DUSK_RELAY_METRICS_ADDR", "127.0.0.1:0");
     let mut relay = RelayProcess::spawn(command);
     let line = relay.line_containing("/tls/ws/").await;
     let wss: Multiaddr = support::process::after(&line, "relay address:")
@@ -166,6 +265,7 @@ async fn binary_reloads_the_certificate_on_sighup() {
     relay.line_containing("(SIGHUP)").await;
     assert_served(&wss, &b, "certificate B served").await;
     assert_not_served(&wss, &a, "certificate A is no longer served").await;
+    assert_eq!(served_not_after(relay.metrics_addr()).await, b_expires);
 
     relay.signal(libc::SIGTERM);
     assert!(relay.exit_status().await.success());

@@ -24,6 +24,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use libp2p::{Multiaddr, PeerId};
+use prometheus_client::metrics::gauge::Gauge;
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -63,6 +64,8 @@ pub struct Directory {
     /// This node's mesh address, the value of its claims.
     node: Multiaddr,
     changes: mpsc::UnboundedSender<Change>,
+    /// 1 while the writer's last write or check reached Redis.
+    up: Gauge,
 }
 
 impl Directory {
@@ -72,16 +75,25 @@ impl Directory {
         let connection =
             crate::rendezvous::redis::lazy_connection(url).map_err(FleetError::Redis)?;
         let (changes, receiver) = mpsc::unbounded_channel();
+        let up = Gauge::default();
         tokio::spawn(write_changes(
             connection.clone(),
             node.to_string(),
             receiver,
+            up.clone(),
         ));
         Ok(Directory {
             connection,
             node,
             changes,
+            up,
         })
+    }
+
+    /// Whether Redis answered the writer, which tries at least every [`CHECK_EVERY`]:
+    /// the fleet's "Redis unreachable" signal (`dusk_relay_fleet_directory_up`).
+    pub fn up(&self) -> Gauge {
+        self.up.clone()
     }
 
     /// This node's mesh address.
@@ -218,6 +230,7 @@ async fn write_changes(
     mut connection: ConnectionManager,
     node: String,
     mut changes: mpsc::UnboundedReceiver<Change>,
+    up: Gauge,
 ) {
     let mut pending = Pending::default();
     let mut reachable = true;
@@ -254,6 +267,7 @@ async fn write_changes(
                     );
                 }
                 reachable = true;
+                up.set(1);
                 pending.to_write.clear();
                 pending.to_release.clear();
             }
@@ -269,6 +283,7 @@ async fn write_changes(
                     );
                 }
                 reachable = false;
+                up.set(0);
             }
         }
     }

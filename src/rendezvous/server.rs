@@ -140,6 +140,8 @@ pub enum Event {
     },
     /// The store's registration count, refreshed periodically.
     Counted(usize),
+    /// The store did not answer the periodic count (Redis down or stuck).
+    CountFailed,
 }
 
 /// The server's settings, from the relay configuration.
@@ -460,9 +462,10 @@ impl NetworkBehaviour for Server {
             if let Some(counting) = &mut self.counting {
                 if let Poll::Ready(total) = counting.poll_unpin(cx) {
                     self.counting = None;
-                    if let Some(total) = total {
-                        self.events.push_back(Event::Counted(total));
-                    }
+                    self.events.push_back(match total {
+                        Some(total) => Event::Counted(total),
+                        None => Event::CountFailed,
+                    });
                     continue;
                 }
             } else if self.count_timer.poll_tick(cx).is_ready() {

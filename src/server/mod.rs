@@ -32,7 +32,7 @@ use crate::identity::IdentityError;
 use crate::limits::bandwidth::Bandwidth;
 use crate::limits::file_descriptors;
 use crate::limits::relay_per_ip::IpCaps;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Sampled};
 use crate::net::udp_buffer;
 use crate::rendezvous::redis::{self, RedisStore};
 use crate::rendezvous::{MemoryStore, Store, StoreError};
@@ -125,6 +125,21 @@ impl Relay {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::new(&mut registry);
         let draining = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::default());
+        Metrics::register_sampled(
+            &mut registry,
+            Sampled {
+                health: health.clone(),
+                draining: draining.clone(),
+                max_memory_bytes: config.connection_limits.max_memory_bytes,
+            },
+        );
+        if let Some(certificate) = &certificate {
+            Metrics::register_certificate_not_after(&mut registry, certificate.served.not_after());
+        }
+        if let Some(fleet) = &fleet {
+            Metrics::register_fleet_directory_up(&mut registry, fleet.directory.up());
+        }
         let access = AccessControl::new(config.access.clone());
         let ip_caps = IpCaps::new(&config.relay, metrics.source_cap_denials());
         udp_buffer::log_at_start();
@@ -163,7 +178,6 @@ impl Relay {
         );
         startup::announce_external_addresses(&mut swarm, &config, &events);
         let listeners = startup::bind_listeners(&mut swarm, &config, &mut events).await?;
-        let health = Arc::new(Health::default());
         health.tick();
         let (http_addr, http_stop) =
             startup::start_http_endpoint(config.metrics_addr, registry, health.clone()).await?;

@@ -422,7 +422,10 @@ impl EventHandler {
             Event::Counted(total) => {
                 self.registrations = total;
                 self.metrics.set_registrations(total);
+                self.metrics.set_rendezvous_store_up(true);
             }
+            // A gauge rather than a log line, which would repeat every 10 s while Redis is away.
+            Event::CountFailed => self.metrics.set_rendezvous_store_up(false),
         }
     }
 }

@@ -70,6 +70,15 @@ impl TlsMaterial {
     }
 }
 
+/// When the leaf certificate of `chain` expires, in seconds since the Unix epoch; `None`
+/// if it does not parse. The leaf only: a chain may carry an expired cross-signed root
+/// (Let's Encrypt's served DST Root CA X3 for old Android clients), which clients ignore.
+pub fn not_after(chain: &[CertificateDer<'_>]) -> Option<i64> {
+    let leaf = chain.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// ring, as libp2p-websocket uses for its own TLS (QUIC brings aws-lc-rs separately).
 pub fn crypto_provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()

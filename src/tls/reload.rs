@@ -7,7 +7,10 @@
 //! error names the file.
 //!
 //! Reloads happen on SIGHUP (the binary calls [`CertificateReloader::reload`]) and when
-//! the certificate or key file changes on disk ([`CertificateReloader::watch`]).
+//! the certificate or key file changes on disk ([`CertificateReloader::watch`]). Both,
+//! and anything else that obtains a certificate, go through
+//! [`ServedCertificate::install`], so the expiry `/metrics` shows is always the served
+//! certificate's.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -15,6 +18,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use notify::{EventKind, RecursiveMode, Watcher};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
@@ -30,13 +34,38 @@ use crate::tls::{self, TlsError, TlsMaterial};
 #[derive(Debug)]
 pub struct ServedCertificate {
     current: RwLock<Arc<CertifiedKey>>,
+    /// The served leaf's notAfter (Unix seconds), for `/metrics`.
+    not_after: Gauge,
 }
 
 impl ServedCertificate {
     pub fn new(material: &TlsMaterial) -> Result<Arc<Self>, TlsError> {
-        Ok(Arc::new(ServedCertificate {
-            current: RwLock::new(material.certified_key()?),
-        }))
+        let current = RwLock::new(material.certified_key()?);
+        let not_after = Gauge::default();
+        not_after.set(expiry_of(material));
+        Ok(Arc::new(ServedCertificate { current, not_after }))
+    }
+
+    /// Serves `material` to every new WSS handshake from now on and publishes its
+    /// expiry; established connections keep the certificate they began with. The one
+    /// way a certificate goes into service after start (file reloads, SIGHUP, an ACME
+    /// renewal), so the metric cannot miss one. Fails, changing nothing, if the key
+    /// cannot sign or does not belong to the certificate.
+    pub fn install(&self, material: &TlsMaterial) -> Result<(), TlsError> {
+        let key = material.certified_key()?;
+        let not_after = expiry_of(material);
+        // Both under the lock: two installs at once (SIGHUP during a file reload) cannot
+        // leave one's certificate served with the other's expiry published.
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        *current = key;
+        self.not_after.set(not_after);
+        Ok(())
+    }
+
+    /// The gauge behind `dusk_relay_tls_certificate_not_after_timestamp_seconds`
+    /// ([`crate::metrics::Metrics::register_certificate_not_after`]).
+    pub fn not_after(&self) -> Gauge {
+        self.not_after.clone()
     }
 
     /// The rustls server configuration of the WSS listeners, answering with whatever
@@ -63,9 +92,17 @@ impl ServedCertificate {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
 
-    fn set(&self, key: Arc<CertifiedKey>) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = key;
+/// The leaf's notAfter, or 0 (long expired: the expiry alert fires and someone looks)
+/// when x509-parser cannot read a certificate rustls accepted.
+fn expiry_of(material: &TlsMaterial) -> i64 {
+    match tls::not_after(&material.certs) {
+        Some(not_after) => not_after,
+        None => {
+            warn!(cert = %material.cert_path.display(), "cannot read the WSS certificate's expiry; /metrics shows it as expired");
+            0
+        }
     }
 }
 
@@ -120,7 +157,7 @@ impl CertificateReloader {
                 if material.certs == self.served.chain() {
                     return Ok(Reloaded::Unchanged);
                 }
-                self.served.set(material.certified_key()?);
+                self.served.install(&material)?;
                 Ok(Reloaded::Changed)
             });
         let outcome = match &result {
