@@ -116,6 +116,34 @@ pub fn hop_request(data: &[u8]) {
     >(&mut io));
 }
 
+/// One forwarded-circuit request as another node writes it on a mesh stream (varint
+/// length and protobuf: source and destination peer ids), read exactly as the
+/// destination node reads it before acknowledging.
+pub fn mesh_request(data: &[u8]) {
+    let mut io = futures::io::Cursor::new(data);
+    let _ = block_on(crate::fleet::forward::read_mesh_request(&mut io));
+    // The cap is the point: whatever a node sends, no more than one message (and its
+    // two-byte length prefix) is read.
+    let cap = crate::circuit::wire::MAX_MESSAGE_BYTES + 2;
+    let read = usize::try_from(io.position()).unwrap_or(usize::MAX);
+    assert!(read <= cap, "read {read} bytes, more than {cap}");
+}
+
+/// A trusted source's first bytes (a load balancer's PROXY v1 or v2 header, or
+/// anything), read from an in-memory stream by the reader a trusted connection goes
+/// through before the swarm hears of it.
+pub fn proxy_header(data: &[u8]) {
+    let mut io = futures::io::Cursor::new(data);
+    let _ = block_on(crate::net::proxy_protocol::read_header(&mut io));
+    // What follows the header is the libp2p handshake's: the reader never takes more
+    // than a header at its cap, whatever the bytes.
+    let read = usize::try_from(io.position()).unwrap_or(usize::MAX);
+    assert!(
+        read <= crate::net::proxy_protocol::MAX_HEADER_BYTES,
+        "read {read} bytes"
+    );
+}
+
 #[cfg(test)]
 mod seeds {
     //! The seed corpus in `fuzz/corpus/`, made from real messages:
@@ -131,6 +159,61 @@ mod seeds {
 
     fn framed(message: &proto::Message) -> Vec<u8> {
         message.encode_length_delimited_to_vec()
+    }
+
+    /// PROXY headers as HAProxy and AWS NLB send them, each followed by the start of a
+    /// libp2p handshake that the reader must leave alone.
+    fn proxy_headers() -> Vec<(&'static str, Vec<u8>)> {
+        use std::net::SocketAddr;
+        let v4: (SocketAddr, SocketAddr) = (
+            "203.0.113.7:50000".parse().expect("an address"),
+            "10.0.0.1:4001".parse().expect("an address"),
+        );
+        let v6: (SocketAddr, SocketAddr) = (
+            "[2001:db8::7]:50000".parse().expect("an address"),
+            "[2001:db8::1]:4001".parse().expect("an address"),
+        );
+        let v2 = |command, addresses: (SocketAddr, SocketAddr), tlv: bool| {
+            let builder = ppp::v2::Builder::with_addresses(
+                ppp::v2::Version::Two | command,
+                ppp::v2::Protocol::Stream,
+                addresses,
+            );
+            let builder = if tlv {
+                builder
+                    .write_tlv(ppp::v2::Type::UniqueId, b"dusk-relay-seed")
+                    .expect("a TLV")
+            } else {
+                builder
+            };
+            builder.build().expect("a v2 header")
+        };
+        let handshake = b"/multistream/1.0.0\n";
+        [
+            (
+                "v1_tcp4",
+                b"PROXY TCP4 203.0.113.7 10.0.0.1 50000 4001\r\n".to_vec(),
+            ),
+            (
+                "v1_tcp6",
+                b"PROXY TCP6 2001:db8::7 2001:db8::1 50000 4001\r\n".to_vec(),
+            ),
+            ("v1_unknown", b"PROXY UNKNOWN\r\n".to_vec()),
+            ("v2_ipv4_tlv", v2(ppp::v2::Command::Proxy, v4, true)),
+            ("v2_ipv6", v2(ppp::v2::Command::Proxy, v6, false)),
+            ("v2_local", v2(ppp::v2::Command::Local, v4, false)),
+        ]
+        .into_iter()
+        .map(|(name, header)| (name, [header.as_slice(), handshake].concat()))
+        .collect()
+    }
+
+    fn mesh_request_seed() -> Vec<u8> {
+        crate::fleet::forward::MeshRequest {
+            src: FIXTURE.registrant.to_bytes(),
+            dst: FIXTURE.relay.to_bytes(),
+        }
+        .encode_length_delimited_to_vec()
     }
 
     fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
@@ -175,7 +258,9 @@ mod seeds {
             }),
             ..Default::default()
         };
-        vec![
+        let mut circuit_bytes_follow = mesh_request_seed();
+        circuit_bytes_follow.extend_from_slice(b"/multistream/1.0.0\n");
+        let mut seeds = vec![
             (
                 "rendezvous_request",
                 "register_circuit",
@@ -209,7 +294,15 @@ mod seeds {
                 "connect_framed",
                 connect.encode_length_delimited_to_vec(),
             ),
-        ]
+            ("mesh_request", "request", mesh_request_seed()),
+            ("mesh_request", "request_then_circuit", circuit_bytes_follow),
+        ];
+        seeds.extend(
+            proxy_headers()
+                .into_iter()
+                .map(|(name, bytes)| ("proxy_header", name, bytes)),
+        );
+        seeds
     }
 
     #[test]
@@ -219,6 +312,8 @@ mod seeds {
                 "rendezvous_request" => rendezvous_request(&bytes),
                 "rendezvous_cookie" => rendezvous_cookie(&bytes),
                 "circuit_address" => circuit_address(&bytes),
+                "mesh_request" => mesh_request(&bytes),
+                "proxy_header" => proxy_header(&bytes),
                 _ => hop_request(&bytes),
             }
         }
@@ -244,6 +339,23 @@ mod seeds {
             Ok(()),
             "the seed record passes every check, so the fuzzer starts from an accepted one"
         );
+    }
+
+    #[test]
+    fn the_mesh_and_proxy_seeds_are_accepted_and_read_exactly() {
+        let request = mesh_request_seed();
+        let mut io = futures::io::Cursor::new(request.as_slice());
+        assert_eq!(
+            block_on(crate::fleet::forward::read_mesh_request(&mut io)),
+            Some((FIXTURE.registrant, FIXTURE.relay))
+        );
+        for (name, bytes) in proxy_headers() {
+            let mut io = futures::io::Cursor::new(bytes.as_slice());
+            let header = block_on(crate::net::proxy_protocol::read_header(&mut io));
+            assert!(header.is_ok(), "{name}: {header:?}");
+            let rest = &bytes[usize::try_from(io.position()).expect("a position")..];
+            assert_eq!(rest, b"/multistream/1.0.0\n", "{name}");
+        }
     }
 
     #[test]

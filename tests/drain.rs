@@ -9,27 +9,9 @@ use std::time::Duration;
 
 use dusk_relay::RelayEvent;
 use support::*;
-use tokio::sync::broadcast;
 
 async fn http_status(addr: SocketAddr, path: &str) -> u16 {
     http(addr, "GET", path).await.0
-}
-
-/// Sends `relay` its first stop signal and waits until it reports draining; returns its
-/// events, subscribed before the signal.
-async fn start_draining(relay: &TestRelay) -> broadcast::Receiver<RelayEvent> {
-    let mut events = relay.subscribe();
-    relay.handle.signal();
-    relay_event(&mut events, |e| {
-        matches!(e, RelayEvent::Draining).then_some(())
-    })
-    .await;
-    events
-}
-
-/// Waits for `relay` to stop (`what`: which stop, for a timeout).
-async fn relay_stopped(relay: &mut TestRelay, what: &str) {
-    within(EVENT_TIMEOUT, what, relay.handle.stopped()).await;
 }
 
 /// A relay with a reservation (A) and an open circuit B -> A.
@@ -45,7 +27,7 @@ async fn drain_keeps_circuits_flowing_refuses_reservations_and_stops_at_the_dead
     let http = relay.handle.http_addr.unwrap();
     assert_eq!(http_status(http, "/readyz").await, 200);
 
-    let mut events = start_draining(&relay).await;
+    let mut events = relay.start_draining().await;
     assert_eq!(
         http_status(http, "/readyz").await,
         503,
@@ -81,23 +63,23 @@ async fn drain_keeps_circuits_flowing_refuses_reservations_and_stops_at_the_dead
     })
     .await;
     assert_eq!(circuits, 1);
-    relay_stopped(&mut relay, "relay stop").await;
+    relay.stopped("relay stop").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn second_signal_stops_at_once() {
     // A drain deadline longer than the test's own timeout: only the second signal can end it.
     let (mut relay, _a, _b) = relay_with_circuit(Duration::from_secs(3600)).await;
-    start_draining(&relay).await;
+    relay.start_draining().await;
     relay.handle.signal();
-    relay_stopped(&mut relay, "relay stop after the second signal").await;
+    relay.stopped("relay stop after the second signal").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drain_ends_when_the_last_circuit_closes() {
     let (mut relay, a, b) = relay_with_circuit(Duration::from_secs(3600)).await;
-    start_draining(&relay).await;
+    relay.start_draining().await;
     // The clients leave: their circuit closes, and with it the drain.
     drop((a, b));
-    relay_stopped(&mut relay, "relay stop once drained").await;
+    relay.stopped("relay stop once drained").await;
 }

@@ -5,65 +5,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dusk_relay::config::{FleetConfig, RendezvousStore};
 use dusk_relay::RelayEvent;
 use libp2p::{Multiaddr, PeerId};
+use support::fleet::{node, node_with, FleetFiles};
 use support::hop::{self, Status};
 use support::redis::RedisServer;
 use support::*;
 
 const COMMUNITY: &str = "dusk/community/mesh";
-
-/// The files every node of one fleet shares: the keypair and the fleet secret.
-struct FleetFiles {
-    dir: tempfile::TempDir,
-}
-
-impl FleetFiles {
-    fn new() -> FleetFiles {
-        let files = FleetFiles {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        files.write_secret("fleet.key", &"5e".repeat(32));
-        files
-    }
-
-    fn write_secret(&self, name: &str, secret: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, format!("{secret}\n")).expect("write the fleet secret");
-        path
-    }
-
-    fn keypair(&self) -> PathBuf {
-        self.dir.path().join("keypair")
-    }
-
-    fn secret(&self) -> PathBuf {
-        self.dir.path().join("fleet.key")
-    }
-}
-
-async fn node(redis: &RedisServer, files: &FleetFiles) -> TestRelay {
-    node_with_secret(redis, files, &files.secret()).await
-}
-
-async fn node_with_secret(redis: &RedisServer, files: &FleetFiles, secret: &Path) -> TestRelay {
-    let (url, keypair, secret) = (redis.url(), files.keypair(), secret.to_owned());
-    TestRelay::start_with(move |c| {
-        c.keypair_path = keypair;
-        c.rendezvous.store = RendezvousStore::Redis(url.clone());
-        c.fleet = Some(FleetConfig {
-            redis: url,
-            mesh_addr: "127.0.0.1:0".parse().expect("socket address"),
-            mesh_announce: None,
-            mesh_key_file: secret,
-        });
-    })
-    .await
-}
 
 async fn redis_client(redis: &RedisServer) -> ::redis::aio::MultiplexedConnection {
     ::redis::Client::open(redis.url())
@@ -216,7 +167,7 @@ async fn the_mesh_refuses_a_node_with_another_secret_and_a_peer_without_one() {
     let files = FleetFiles::new();
     let node1 = node(&redis, &files).await;
     let other_secret = files.write_secret("other.key", &"a7".repeat(32));
-    let node2 = node_with_secret(&redis, &files, &other_secret).await;
+    let node2 = node_with(&redis, &files, &other_secret, |_| {}).await;
 
     let mut a = node1.client().await;
     a.reserve(&node1.addr(Transport::Tcp)).await;

@@ -17,6 +17,11 @@
 //! its marker key is gone (Redis restarted without its data), every claim this node
 //! holds is written again. Lookups fail within [`LOOKUP_TIMEOUT`], so a CONNECT across
 //! the fleet is answered at once while Redis is down.
+//!
+//! A node that stops unlists what it holds ([`Directory::withdraw`]): its reservations
+//! end with it, and a key left behind would send every CONNECT to those peers to a node
+//! that is gone (`CONNECTION_FAILED`, up to [`super::forward::REACH_TIMEOUT`] for a
+//! vanished host) until the reservation's expiry, instead of `NO_RESERVATION` at once.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -26,7 +31,7 @@ use futures::FutureExt;
 use libp2p::{Multiaddr, PeerId};
 use prometheus_client::metrics::gauge::Gauge;
 use redis::aio::ConnectionManager;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::FleetError;
@@ -53,8 +58,17 @@ const RELEASE_SCRIPT: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 enum Change {
-    Claim { peer: PeerId, ttl: Duration },
-    Release { peer: PeerId },
+    Claim {
+        peer: PeerId,
+        ttl: Duration,
+    },
+    Release {
+        peer: PeerId,
+    },
+    /// The node stops: release everything, answer, and write nothing more.
+    Withdraw {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// The directory as one node sees it. Cloning is cheap.
@@ -111,6 +125,16 @@ impl Directory {
         let _ = self.changes.send(Change::Release { peer });
     }
 
+    /// Unlists every reservation this node holds, for a node that stops; returns once
+    /// Redis has answered, or within [`LOOKUP_TIMEOUT`] of the writer's turn if it does
+    /// not. Claims made after this are not written.
+    pub async fn withdraw(&self) {
+        let (done, withdrawn) = oneshot::channel();
+        if self.changes.send(Change::Withdraw { done }).is_ok() {
+            let _ = withdrawn.await;
+        }
+    }
+
     /// The mesh address of the node holding `peer`'s reservation, if any does. Asks
     /// twice when the connection was lost (Redis restarted: the first try reports the
     /// dead connection and the manager reconnects for the second), all within
@@ -164,7 +188,8 @@ struct Pending {
 }
 
 impl Pending {
-    fn apply(&mut self, change: Change) {
+    /// Applies `change`; a withdrawal's answer comes back, to send once it is written.
+    fn apply(&mut self, change: Change) -> Option<oneshot::Sender<()>> {
         match change {
             Change::Claim { peer, ttl } => {
                 self.held.insert(peer, Instant::now() + ttl);
@@ -178,7 +203,14 @@ impl Pending {
                     self.to_release.insert(peer);
                 }
             }
+            Change::Withdraw { done } => {
+                self.to_write.clear();
+                self.to_release
+                    .extend(self.held.drain().map(|(peer, _)| peer));
+                return Some(done);
+            }
         }
+        None
     }
 
     fn rewrite_all(&mut self) {
@@ -240,9 +272,15 @@ async fn write_changes(
         tokio::select! {
             change = changes.recv() => {
                 let Some(change) = change else { return };
-                pending.apply(change);
-                while let Ok(change) = changes.try_recv() {
-                    pending.apply(change);
+                let mut withdrawn = pending.apply(change);
+                while withdrawn.is_none() {
+                    let Ok(change) = changes.try_recv() else { break };
+                    withdrawn = pending.apply(change);
+                }
+                if let Some(done) = withdrawn {
+                    withdraw(&mut connection, &node, &pending).await;
+                    let _ = done.send(());
+                    return;
                 }
                 if !reachable {
                     continue; // retried on the next check
@@ -286,6 +324,27 @@ async fn write_changes(
                 up.set(0);
             }
         }
+    }
+}
+
+/// The last write of a node that stops: every release. Tried once, even if Redis was
+/// away (it may be back); what fails expires with its reservation.
+async fn withdraw(connection: &mut ConnectionManager, node: &str, pending: &Pending) {
+    let pipeline = pending.pipeline(node);
+    let written = pipeline.query_async::<()>(connection);
+    match tokio::time::timeout(LOOKUP_TIMEOUT, written).await {
+        Ok(Ok(())) => tracing::info!(
+            "fleet directory: {} reservations unlisted as this node stops",
+            pending.to_release.len()
+        ),
+        Ok(Err(e)) => tracing::warn!(
+            "fleet directory: reservations not unlisted as this node stops ({e}); they \
+             expire with their reservations"
+        ),
+        Err(_) => tracing::warn!(
+            "fleet directory: reservations not unlisted as this node stops (no answer \
+             within {LOOKUP_TIMEOUT:?}); they expire with their reservations"
+        ),
     }
 }
 

@@ -59,6 +59,14 @@ const V1_MAX_BYTES: usize = 107;
 /// every header being read at once (`max_reading` of them) small.
 const V2_MAX_PAYLOAD_BYTES: usize = 4096;
 
+/// A v2 header's fixed part: the 12-byte signature, version and command, family and
+/// protocol, and the big-endian length of what follows.
+const V2_FIXED_BYTES: usize = 16;
+
+/// The most bytes [`read_header`] takes from a trusted source: a v2 header at its cap
+/// (v1's is smaller).
+pub(crate) const MAX_HEADER_BYTES: usize = V2_FIXED_BYTES + V2_MAX_PAYLOAD_BYTES;
+
 /// The first bytes read from a trusted source, enough to tell v1 (`PROXY `) from v2 (a
 /// 12-byte signature) and fewer than the shortest header (`PROXY UNKNOWN\r\n`, 15 bytes),
 /// so no payload is read before the version is known.
@@ -231,6 +239,7 @@ pub enum HeaderError {
 /// Reads one PROXY header from `stream`, and not a byte more. `Some` client address for
 /// a proxied TCP connection; `None` for `UNKNOWN`, `LOCAL` and non-IP address families,
 /// where the connection's own address stands.
+/// (Fuzzed: `fuzz/fuzz_targets/proxy_header.rs`.)
 pub async fn read_header(
     stream: &mut (impl AsyncRead + Unpin),
 ) -> Result<Option<SocketAddr>, HeaderError> {
@@ -261,16 +270,14 @@ pub async fn read_header(
     if !ppp::v2::PROTOCOL_PREFIX.starts_with(&header) {
         return Err(HeaderError::NotProxy);
     }
-    // The fixed part: 12-byte signature, version and command, family and protocol, and
-    // the big-endian length of what follows.
-    header.resize(16, 0);
+    header.resize(V2_FIXED_BYTES, 0);
     stream.read_exact(&mut header[SNIFF_BYTES..]).await?;
     let length = usize::from(u16::from_be_bytes([header[14], header[15]]));
     if length > V2_MAX_PAYLOAD_BYTES {
         return Err(HeaderError::V2TooLong(length));
     }
-    header.resize(16 + length, 0);
-    stream.read_exact(&mut header[16..]).await?;
+    header.resize(V2_FIXED_BYTES + length, 0);
+    stream.read_exact(&mut header[V2_FIXED_BYTES..]).await?;
     let parsed = ppp::v2::Header::try_from(header.as_slice())?;
     if parsed.command == ppp::v2::Command::Local {
         return Ok(None);

@@ -27,6 +27,7 @@ use crate::circuit::splice::SpliceServices;
 use crate::config::defaults;
 use crate::config::{Config, RendezvousStore};
 use crate::events::RelayEvent;
+use crate::fleet::Directory;
 use crate::http::Health;
 use crate::identity::IdentityError;
 use crate::limits::bandwidth::Bandwidth;
@@ -86,6 +87,8 @@ pub struct Relay {
     /// Set when draining; the relay behaviour then denies reservations.
     draining: Arc<AtomicBool>,
     drain_timeout: Duration,
+    /// Fleet mode: the reservation directory, which the node leaves as it stops.
+    directory: Option<Directory>,
     http_addr: Option<SocketAddr>,
     /// Dropped when the relay stops: ends the HTTP endpoint.
     _http_stop: Option<oneshot::Sender<()>>,
@@ -122,6 +125,7 @@ impl Relay {
         let identity = startup::load_identity(&config)?;
         let certificate = startup::load_certificate(&config)?;
         let fleet = startup::start_fleet(&config).await?;
+        let directory = fleet.as_ref().map(|fleet| fleet.directory.clone());
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::new(&mut registry);
         let draining = Arc::new(AtomicBool::new(false));
@@ -191,6 +195,7 @@ impl Relay {
             access,
             draining,
             drain_timeout: config.drain_timeout,
+            directory,
             http_addr,
             _http_stop: http_stop,
             listen_addrs: listeners.addresses,
@@ -240,8 +245,9 @@ impl Relay {
 
     /// Serves until the first item of `signals`, then drains: not ready, no new
     /// reservations, open circuits keep flowing until they end or the drain timeout
-    /// passes. A second item, or the end of `signals`, stops at once. Then every
-    /// listener and connection is closed.
+    /// passes. A second item, or the end of `signals`, stops at once. Then a fleet node
+    /// unlists its reservations from the directory, and every listener and connection
+    /// is closed.
     pub async fn run(mut self, mut signals: impl Stream<Item = ()> + Unpin) {
         let mut tick = tokio::time::interval(defaults::EVENT_LOOP_TICK);
         let drain = loop {
@@ -257,6 +263,9 @@ impl Relay {
         self.health.set_ready(false);
         if drain {
             self.drain(&mut signals, &mut tick).await;
+        }
+        if let Some(directory) = &self.directory {
+            directory.withdraw().await;
         }
         let open = self
             .swarm

@@ -4,12 +4,14 @@
 //! only turns a hang into a failure. By topic: `test_relay` (a relay in this process),
 //! `test_client` (client swarms), `exchange` (verified bytes through circuits),
 //! `rendezvous_requests`, `http` (/metrics), `hop` (raw HOP/STOP), `process` (the
-//! binary as a child), `redis` (a redis-server per test), `js` (js-libp2p peers),
+//! binary as a child), `redis` (a redis-server per test), `fleet` (nodes of one
+//! fleet against it), `js` (js-libp2p peers),
 //! `swarm` (bare TCP swarms for peers the client cannot play).
 #![allow(dead_code, unused_imports, unused_macros)] // each test file uses part of this module
 
 pub mod dusk_client;
 mod exchange;
+pub mod fleet;
 pub mod hop;
 pub mod hostile;
 mod http;

@@ -76,6 +76,21 @@ impl RedisServer {
     /// into a failure).
     pub async fn directory_entry(&self, peer: libp2p::PeerId) -> libp2p::Multiaddr {
         const LISTED_WITHIN: Duration = Duration::from_secs(10);
+        let deadline = Instant::now() + LISTED_WITHIN;
+        loop {
+            if let Some(node) = self.directory_lookup(peer).await {
+                return node;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{peer} not listed within {LISTED_WITHIN:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The mesh address the fleet's reservation directory names for `peer` now.
+    pub async fn directory_lookup(&self, peer: libp2p::PeerId) -> Option<libp2p::Multiaddr> {
         let mut connection = ::redis::Client::open(self.url())
             .expect("redis URL")
             .get_multiplexed_async_connection()
@@ -86,22 +101,12 @@ impl RedisServer {
             dusk_relay::fleet::directory::PREFIX,
             peer.to_base58()
         );
-        let deadline = Instant::now() + LISTED_WITHIN;
-        loop {
-            let node: Option<String> = ::redis::cmd("GET")
-                .arg(&key)
-                .query_async(&mut connection)
-                .await
-                .expect("GET");
-            if let Some(node) = node {
-                return node.parse().expect("a mesh multiaddr");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{peer} not listed within {LISTED_WITHIN:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let node: Option<String> = ::redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .expect("GET");
+        node.map(|node| node.parse().expect("a mesh multiaddr"))
     }
 
     /// Kills the server and waits for it to exit; its port is free once this returns.

@@ -206,6 +206,24 @@ impl Client {
         .await
     }
 
+    /// Waits until this client has no connection left to any of `peers`, whichever
+    /// closes first.
+    pub async fn disconnected_from_all(&mut self, peers: &[PeerId]) {
+        let mut connected: std::collections::HashSet<PeerId> = peers.iter().copied().collect();
+        self.next("connections closed", |e| match e {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                connected.remove(&peer_id);
+                connected.is_empty().then_some(())
+            }
+            _ => None,
+        })
+        .await
+    }
+
     /// Reserves a slot on the relay; returns the reservation's limit as the relay sent it.
     pub async fn reserve(&mut self, relay_addr: &Multiaddr) -> Option<CircuitLimit> {
         self.try_reserve(relay_addr)

@@ -35,6 +35,23 @@ impl TestRelay {
         self.handle.subscribe()
     }
 
+    /// Sends the relay its first stop signal and waits until it reports draining;
+    /// returns its events, subscribed before the signal.
+    pub async fn start_draining(&self) -> broadcast::Receiver<RelayEvent> {
+        let mut events = self.subscribe();
+        self.handle.signal();
+        relay_event(&mut events, |e| {
+            matches!(e, RelayEvent::Draining).then_some(())
+        })
+        .await;
+        events
+    }
+
+    /// Waits for the relay to stop (`what`: which stop, for a timeout).
+    pub async fn stopped(&mut self, what: &str) {
+        within(EVENT_TIMEOUT, what, self.handle.stopped()).await;
+    }
+
     /// The relay's WSS certificate, for clients to trust.
     pub fn certificate(&self) -> Vec<u8> {
         self.handle.certificate_chain[0].to_vec()
