@@ -4,6 +4,7 @@
 //! Everything is validated here because libp2p-websocket panics on a malformed key. A
 //! bad file stops the relay with an error naming it; an existing file is never replaced.
 
+pub mod acme;
 pub mod reload;
 
 use std::fs;
@@ -80,10 +81,7 @@ pub fn load_or_generate(config: &Config) -> Result<TlsMaterial, TlsError> {
     if let Some((cert, key)) = &config.tls.cert_and_key {
         return load(cert, key, false);
     }
-    let dir = match config.keypair_path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let dir = data_dir(config);
     let cert_path = dir.join(defaults::DEV_CERT_FILE);
     let key_path = dir.join(defaults::DEV_KEY_FILE);
     match (cert_path.exists(), key_path.exists()) {
@@ -100,6 +98,14 @@ pub fn load_or_generate(config: &Config) -> Result<TlsMaterial, TlsError> {
         }
     }
     load(&cert_path, &key_path, true)
+}
+
+/// The directory of the keypair, where the relay keeps its other files too.
+pub fn data_dir(config: &Config) -> PathBuf {
+    match config.keypair_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Reads and validates a PEM certificate chain and PEM private key.
