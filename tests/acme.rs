@@ -306,3 +306,26 @@ async fn http_01_on_its_own_port_issues_the_certificate() {
     .expect("the WSS certificate chains to pebble's root");
     assert!(leaf_of(&chain).names.contains(&DOMAIN.to_owned()));
 }
+
+#[tokio::test]
+async fn a_corrupt_stored_certificate_stops_the_relay_at_start_and_stays() {
+    // No CA is contacted: the stored files are checked before anything listens.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let directory = "https://ca.invalid/directory";
+    let stored = dir.path().join("acme/ca.invalid_directory/certificate.pem");
+    std::fs::create_dir_all(stored.parent().expect("folder")).expect("mkdir");
+    std::fs::write(&stored, b"not a certificate").expect("write");
+    let mut command = relay_command(dir.path());
+    command
+        .env("DUSK_RELAY_WSS_PORT", free_tcp_port().to_string())
+        .env("DUSK_RELAY_ACME_DOMAINS", DOMAIN)
+        .env("DUSK_RELAY_ACME_DIRECTORY", directory);
+    let (status, output) = support::process::run_to_exit(&mut command).await;
+    assert!(!status.success(), "{output}");
+    assert!(output.contains(&stored.display().to_string()), "{output}");
+    assert!(output.contains("left untouched"), "{output}");
+    assert_eq!(
+        std::fs::read(&stored).expect("still there"),
+        b"not a certificate"
+    );
+}
