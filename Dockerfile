@@ -41,6 +41,11 @@ FROM ${BINARY} AS binary
 
 # ---- runtime: Debian slim, the binary only, non-root
 FROM ${RUNTIME_IMAGE}
+# ca-certificates: the ACME client (DUSK_RELAY_ACME_DOMAINS) trusts the CA's HTTPS
+# through the system's roots.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 1000 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin dusk \
  && mkdir -p /data \
  && chown 1000:1000 /data \

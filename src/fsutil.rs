@@ -41,7 +41,29 @@ pub fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+/// Like [`write_new_private`], but replaces `path` if it exists (atomically: readers see
+/// the old file or the new one, never a mix). For files the relay itself renews.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    create_private_dir(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(dir) = fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its parents, owner-only (0700) where they are new.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

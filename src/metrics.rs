@@ -120,6 +120,7 @@ pub struct Metrics {
     throttled_seconds: ThrottledSeconds,
     source_cap_denials: SourceCapDenials,
     certificate_reloads: Family<OutcomeLabel, Counter>,
+    acme_orders: Family<OutcomeLabel, Counter>,
     relayed_bytes: Counter,
     identify: Family<IdentifyLabel, Counter>,
     rendezvous_store_up: Gauge,
@@ -144,6 +145,11 @@ impl Metrics {
     /// The counter [`crate::tls::reload::CertificateReloader`] updates.
     pub fn certificate_reloads(&self) -> Family<OutcomeLabel, Counter> {
         self.certificate_reloads.clone()
+    }
+
+    /// The counter [`crate::tls::acme::AcmeTask`] updates.
+    pub fn acme_orders(&self) -> Family<OutcomeLabel, Counter> {
+        self.acme_orders.clone()
     }
 
     /// Registers every metric in `registry` under the `dusk_relay` prefix (libp2p's
@@ -178,6 +184,7 @@ impl Metrics {
             throttled_seconds: ThrottledSeconds::default(),
             source_cap_denials: SourceCapDenials::default(),
             certificate_reloads: Family::default(),
+            acme_orders: Family::default(),
             relayed_bytes: Counter::default(),
             identify: Family::default(),
             rendezvous_store_up: Gauge::default(),
@@ -196,6 +203,11 @@ impl Metrics {
             "certificate_reloads",
             "WSS certificate reloads, by outcome (reloaded, unchanged, failed)",
             metrics.certificate_reloads.clone(),
+        );
+        relay.register(
+            "acme_orders",
+            "ACME certificate orders and account set-ups, by outcome (issued, failed)",
+            metrics.acme_orders.clone(),
         );
         relay.register(
             "reservations",

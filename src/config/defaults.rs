@@ -239,6 +239,12 @@ pub const KEYPAIR_FALLBACK: &str = "relay_keypair";
 pub const DEV_CERT_FILE: &str = "wss-cert.pem";
 pub const DEV_KEY_FILE: &str = "wss-key.pem";
 
+/// Let's Encrypt: the CA browsers trust that needs no account set-up. Its staging
+/// directory (`letsencrypt-staging`) has far higher rate limits and untrusted roots:
+/// try a new deployment there first.
+pub const ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const ACME_DIRECTORY_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
 /// The agent version the relay announces over identify.
 pub fn agent_version() -> String {
     format!("dusk-relay/{}", env!("CARGO_PKG_VERSION"))

@@ -122,6 +122,23 @@ pub struct TlsConfig {
     /// Extra names (DNS names or IPs) for the self-signed certificate, besides
     /// `localhost`, `127.0.0.1`, `::1` and the hosts of the external addresses.
     pub hostnames: Vec<String>,
+    /// Certificates from an ACME CA ([`crate::tls::acme`]); excludes `cert_and_key`.
+    pub acme: Option<AcmeConfig>,
+}
+
+/// Where and how the relay obtains its WSS certificate by ACME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// DNS names (lower case) and IP addresses the certificate covers.
+    pub domains: Vec<String>,
+    /// The CA's directory URL.
+    pub directory: String,
+    /// The account's contact, without `mailto:`.
+    pub email: Option<String>,
+    /// A PEM CA certificate trusted for the directory's HTTPS besides the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Port of the HTTP-01 responder; `None`: TLS-ALPN-01 on the WSS listener only.
+    pub http_port: Option<u16>,
 }
 
 #[derive(Debug, Clone)]

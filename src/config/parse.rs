@@ -197,6 +197,7 @@ impl Config {
             .get(Id::DataDir)
             .filter(|dir| !dir.is_empty())
             .map(PathBuf::from);
+        config.tls.acme = vars.acme(&config)?;
         config.connection_limits.max_memory_bytes =
             match vars.parse(Id::MaxMemoryMib, &defaults::MAX_MEMORY_MIB)? {
                 0 => None,
@@ -235,6 +236,119 @@ impl Vars<'_> {
                 path.display()
             ),
         ))
+    }
+
+    /// ACME: the domains turn it on; the other ACME settings alone are a mistake worth
+    /// stopping for, and so are configured certificate files or WSS off beside it.
+    fn acme(&self, config: &Config) -> Result<Option<AcmeConfig>, ConfigError> {
+        let others = [
+            Id::AcmeDirectory,
+            Id::AcmeEmail,
+            Id::AcmeCa,
+            Id::AcmeHttpPort,
+        ];
+        let Some(raw_domains) = self.get(Id::AcmeDomains) else {
+            if let Some(id) = others.into_iter().find(|id| self.get(*id).is_some()) {
+                let raw = self.get(id).unwrap_or_default();
+                return Err(self.invalid(
+                    id,
+                    raw,
+                    format!("has no effect without {}", self.name(Id::AcmeDomains)),
+                ));
+            }
+            return Ok(None);
+        };
+        if config.tls.cert_and_key.is_some() {
+            return Err(self.invalid(
+                Id::AcmeDomains,
+                raw_domains,
+                format!(
+                    "ACME obtains the WSS certificate itself; unset {} and {}, or unset this to serve those files",
+                    self.name(Id::TlsCert),
+                    self.name(Id::TlsKey)
+                ),
+            ));
+        }
+        if config.wss_port.is_none() {
+            return Err(self.invalid(
+                Id::AcmeDomains,
+                raw_domains,
+                format!(
+                    "the certificate is for the WSS listener, which {} turns off",
+                    self.name(Id::WssPort)
+                ),
+            ));
+        }
+        let mut domains = Vec::new();
+        for item in raw_domains
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+        {
+            let domain = acme_identifier(item)
+                .map_err(|reason| self.invalid(Id::AcmeDomains, item, reason))?;
+            if !domains.contains(&domain) {
+                domains.push(domain);
+            }
+        }
+        if domains.is_empty() {
+            return Err(self.invalid(
+                Id::AcmeDomains,
+                raw_domains,
+                "needs at least one name, e.g. relay.example.com".into(),
+            ));
+        }
+        let directory = match self.get(Id::AcmeDirectory) {
+            None => defaults::ACME_DIRECTORY.to_owned(),
+            Some("letsencrypt") => defaults::ACME_DIRECTORY.to_owned(),
+            Some("letsencrypt-staging") => defaults::ACME_DIRECTORY_STAGING.to_owned(),
+            Some(raw) if raw.starts_with("https://") && raw.len() > "https://".len() => {
+                raw.to_owned()
+            }
+            Some(raw) => {
+                return Err(self.invalid(
+                    Id::AcmeDirectory,
+                    raw,
+                    "expected an https:// directory URL, letsencrypt or letsencrypt-staging".into(),
+                ))
+            }
+        };
+        let email = match self.get(Id::AcmeEmail) {
+            None => None,
+            Some(raw) => {
+                let address = raw.strip_prefix("mailto:").unwrap_or(raw);
+                let plausible = address
+                    .split_once('@')
+                    .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+                    && !address.contains(|c: char| c.is_whitespace() || c == ',');
+                if !plausible {
+                    return Err(self.invalid(
+                        Id::AcmeEmail,
+                        raw,
+                        "expected one e-mail address, e.g. ops@example.com".into(),
+                    ));
+                }
+                Some(address.to_owned())
+            }
+        };
+        let ca = self.get(Id::AcmeCa).map(PathBuf::from);
+        let http_port = match self.get(Id::AcmeHttpPort) {
+            None | Some("0") | Some("off") => None,
+            Some(raw) => Some(raw.parse::<u16>().map_err(|_| {
+                self.invalid(
+                    Id::AcmeHttpPort,
+                    raw,
+                    "not a port number (1-65535, or off)".into(),
+                )
+            })?),
+        };
+        Ok(Some(AcmeConfig {
+            domains,
+            directory,
+            email,
+            ca,
+            http_port,
+        }))
     }
 
     /// Fleet mode: the Redis URL turns it on and needs the mesh address and key; the
@@ -342,6 +456,25 @@ impl Vars<'_> {
     }
 }
 
+/// A name ACME can validate over TLS-ALPN-01 or HTTP-01: a DNS name (lower-cased) or an
+/// IP address. Wildcards need DNS-01, which the relay does not do.
+fn acme_identifier(item: &str) -> Result<String, String> {
+    if let Ok(ip) = item.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    if item.contains('*') {
+        return Err(
+            "wildcards need the DNS-01 challenge, which the relay does not answer; list each name"
+                .into(),
+        );
+    }
+    let name = item.trim_end_matches('.').to_ascii_lowercase();
+    match rustls_pki_types::DnsName::try_from(name.as_str()) {
+        Ok(_) if name.contains('.') => Ok(name),
+        _ => Err("not a DNS name with a domain (relay.example.com) or an IP address".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +560,75 @@ mod tests {
         assert_eq!(err.var, Id::WsPort.env());
         let err = Config::from_vars(vars(&[(Id::TlsCert.env(), "/c.pem")])).unwrap_err();
         assert_eq!(err.var, Id::TlsKey.env());
+    }
+
+    #[test]
+    fn acme_is_off_unless_domains_are_given() {
+        let config = Config::from_vars(vars(&[])).unwrap().0;
+        assert_eq!(config.tls.acme, None);
+        let config = Config::from_vars(vars(&[
+            (
+                Id::AcmeDomains.env(),
+                "Relay.Example.com, 192.0.2.7,relay.example.com",
+            ),
+            (Id::AcmeDirectory.env(), "letsencrypt-staging"),
+            (Id::AcmeEmail.env(), "mailto:ops@example.com"),
+            (Id::AcmeHttpPort.env(), "80"),
+        ]))
+        .unwrap()
+        .0;
+        let acme = config.tls.acme.unwrap();
+        assert_eq!(acme.domains, ["relay.example.com", "192.0.2.7"]);
+        assert_eq!(acme.directory, defaults::ACME_DIRECTORY_STAGING);
+        assert_eq!(acme.email.as_deref(), Some("ops@example.com"));
+        assert_eq!(acme.http_port, Some(80));
+        let acme = Config::from_vars(vars(&[(Id::AcmeDomains.env(), "relay.example.com")]))
+            .unwrap()
+            .0
+            .tls
+            .acme
+            .unwrap();
+        assert_eq!(acme.directory, defaults::ACME_DIRECTORY);
+        assert_eq!(acme.http_port, None);
+    }
+
+    #[test]
+    fn bad_acme_settings_name_the_setting() {
+        let domains = (Id::AcmeDomains.env(), "relay.example.com");
+        for (pairs, var) in [
+            (
+                vec![(Id::AcmeDomains.env(), "*.example.com")],
+                Id::AcmeDomains,
+            ),
+            (vec![(Id::AcmeDomains.env(), "relay")], Id::AcmeDomains),
+            (vec![(Id::AcmeDomains.env(), " , ")], Id::AcmeDomains),
+            (
+                vec![domains, (Id::AcmeDirectory.env(), "http://ca.example/dir")],
+                Id::AcmeDirectory,
+            ),
+            (vec![domains, (Id::AcmeEmail.env(), "ops")], Id::AcmeEmail),
+            (
+                vec![domains, (Id::AcmeHttpPort.env(), "70000")],
+                Id::AcmeHttpPort,
+            ),
+            (
+                vec![(Id::AcmeEmail.env(), "ops@example.com")],
+                Id::AcmeEmail,
+            ),
+            (
+                vec![
+                    domains,
+                    (Id::TlsCert.env(), "/c.pem"),
+                    (Id::TlsKey.env(), "/k.pem"),
+                ],
+                Id::AcmeDomains,
+            ),
+            (vec![domains, (Id::WssPort.env(), "off")], Id::AcmeDomains),
+        ] {
+            let err = Config::from_vars(vars(&pairs)).unwrap_err();
+            assert_eq!(err.var, var.env(), "{pairs:?}: {err}");
+            assert!(err.to_string().contains(var.env()), "{err}");
+        }
     }
 
     #[test]

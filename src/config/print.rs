@@ -90,6 +90,19 @@ impl Config {
                 Some(Value::String(self.fleet.as_ref()?.mesh_announce.clone()?))
             }
             Id::MeshKeyFile => Some(path(&self.fleet.as_ref()?.mesh_key_file)),
+            Id::AcmeDomains => Some(Value::Array(
+                self.tls
+                    .acme
+                    .as_ref()?
+                    .domains
+                    .iter()
+                    .map(|d| Value::String(d.clone()))
+                    .collect(),
+            )),
+            Id::AcmeDirectory => Some(Value::String(self.tls.acme.as_ref()?.directory.clone())),
+            Id::AcmeEmail => Some(Value::String(self.tls.acme.as_ref()?.email.clone()?)),
+            Id::AcmeCa => Some(path(self.tls.acme.as_ref()?.ca.as_ref()?)),
+            Id::AcmeHttpPort => Some(port(self.tls.acme.as_ref()?.http_port)),
             _ => self.field_value(id),
         }
     }
@@ -174,6 +187,14 @@ mod tests {
             mesh_addr: "10.0.0.5:4002".parse().unwrap(),
             mesh_announce: Some("relay-2:4002".into()),
             mesh_key_file: "/fleet.key".into(),
+        });
+        // Not a config the relay accepts (ACME beside files), but every row prints.
+        config.tls.acme = Some(crate::config::AcmeConfig {
+            domains: vec!["relay.example.com".into()],
+            directory: crate::config::defaults::ACME_DIRECTORY.into(),
+            email: Some("ops@example.com".into()),
+            ca: Some("/ca.pem".into()),
+            http_port: Some(80),
         });
         for setting in settings::SETTINGS {
             assert!(

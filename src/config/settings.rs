@@ -132,6 +132,21 @@ settings! {
     TlsHostnames = "tls.hostnames", "DUSK_RELAY_TLS_HOSTNAMES",
         "extra names for the self-signed certificate"
             => tls.hostnames: items;
+    AcmeDomains = "acme.domains", "DUSK_RELAY_ACME_DOMAINS",
+        "names (or IPs) to get a WSS certificate for by ACME, comma-separated; set: ACME on"
+            => (by hand: turns ACME on; excludes tls.cert/tls.key);
+    AcmeDirectory = "acme.directory", "DUSK_RELAY_ACME_DIRECTORY",
+        "ACME directory URL, or letsencrypt / letsencrypt-staging"
+            => (by hand: ACME only; names expand to URLs);
+    AcmeEmail = "acme.email", "DUSK_RELAY_ACME_EMAIL",
+        "contact address of the ACME account (expiry notices); optional"
+            => (by hand: ACME only);
+    AcmeCa = "acme.ca", "DUSK_RELAY_ACME_CA",
+        "extra CA (PEM) trusted for the ACME directory's HTTPS (private or test CAs)"
+            => (by hand: ACME only);
+    AcmeHttpPort = "acme.http_port", "DUSK_RELAY_ACME_HTTP_PORT",
+        "port of an HTTP-01 responder (80 behind NAT); unset or off: TLS-ALPN-01 on the WSS port"
+            => (by hand: ACME only, off disables);
     MaxConnections = "connections.max", "DUSK_MAX_CONNECTIONS",
         "established connections, all peers together"
             => connection_limits.max_established: positive;

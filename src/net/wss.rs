@@ -55,7 +55,12 @@ pub fn listener(
             if endpoint.is_dialer() {
                 return Err(io::Error::other("the WSS listener transport does not dial"));
             }
-            acceptor.accept(stream).await
+            let tls = acceptor.accept(stream).await?;
+            // RFC 8737: the CA's validation ends with the handshake; no WebSocket follows.
+            if tls.get_ref().1.alpn_protocol() == Some(crate::tls::acme::challenge::ACME_TLS_ALPN) {
+                return Err(io::Error::other("ACME TLS-ALPN-01 validation handshake"));
+            }
+            Ok(tls)
         }
         .boxed()
     });

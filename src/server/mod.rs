@@ -65,6 +65,13 @@ pub enum RelayError {
     },
     #[error("listener on {addr} failed while starting: {reason}")]
     ListenerFailed { addr: Multiaddr, reason: String },
+    #[error(transparent)]
+    Acme(#[from] crate::tls::acme::AcmeError),
+    #[error(
+        "cannot listen on {addr} for ACME HTTP-01 validation: {reason}. Choose another port \
+         with DUSK_RELAY_ACME_HTTP_PORT, or unset it to validate over WSS (TLS-ALPN-01)"
+    )]
+    AcmeHttpListen { addr: SocketAddr, reason: String },
     #[error(
         "cannot listen on {addr} for metrics and health: {reason}. Choose another address \
          with DUSK_RELAY_METRICS_ADDR (off disables the endpoint)"
@@ -82,6 +89,8 @@ pub struct Relay {
     certificate_reloader: Option<CertificateReloader>,
     /// Dropped when the relay stops: ends the certificate file watch.
     _certificate_watch: Option<WatchGuard>,
+    /// Dropped when the relay stops: ends ACME orders and renewals.
+    _acme: Option<startup::AcmeGuard>,
     health: Arc<Health>,
     access: AccessControl,
     /// Set when draining; the relay behaviour then denies reservations.
@@ -123,7 +132,8 @@ impl Relay {
         store: Arc<dyn Store>,
     ) -> Result<Relay, RelayError> {
         let identity = startup::load_identity(&config)?;
-        let certificate = startup::load_certificate(&config)?;
+        let mut certificate = startup::load_certificate(&config)?;
+        let acme_setup = certificate.as_mut().and_then(|c| c.acme.take());
         let fleet = startup::start_fleet(&config).await?;
         let directory = fleet.as_ref().map(|fleet| fleet.directory.clone());
         let mut registry = prometheus_client::registry::Registry::default();
@@ -172,6 +182,7 @@ impl Relay {
             .unwrap_or_default();
         let (certificate_reloader, certificate_watch) =
             startup::start_certificate_reload(certificate, &observers, &metrics);
+        let acme_orders = metrics.acme_orders();
         let mut events = EventHandler::new(
             identity.peer_id,
             identity.probe_peer_id,
@@ -182,6 +193,13 @@ impl Relay {
         );
         startup::announce_external_addresses(&mut swarm, &config, &events);
         let listeners = startup::bind_listeners(&mut swarm, &config, &mut events).await?;
+        let acme = startup::start_acme(
+            &config,
+            acme_setup,
+            certificate_reloader.as_ref(),
+            acme_orders,
+        )
+        .await?;
         health.tick();
         let (http_addr, http_stop) =
             startup::start_http_endpoint(config.metrics_addr, registry, health.clone()).await?;
@@ -203,6 +221,7 @@ impl Relay {
             certificate_chain,
             certificate_reloader,
             _certificate_watch: certificate_watch,
+            _acme: acme,
         })
     }
 

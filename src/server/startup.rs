@@ -21,17 +21,21 @@ use super::RelayError;
 use crate::behaviour::boxed_handler::Boxed;
 use crate::behaviour::{Behaviour, RelaySwarm, Shared};
 use crate::config::settings::Id;
-use crate::config::Config;
+use crate::config::{AcmeConfig, Config};
 use crate::events::RelayEvent;
 use crate::fleet::{self, Directory, FleetLink, Mesh};
 use crate::http::{self, Health};
 use crate::identity::{self, Origin};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OutcomeLabel};
 use crate::net::proxy_protocol::ProxyProtocol;
 use crate::net::transport;
 use crate::net::transport::WssTls;
+use crate::tls::acme::challenge::{AcmeResolver, HttpResponder};
+use crate::tls::acme::{AcmeSetup, AcmeTask};
 use crate::tls::reload::{CertificateReloader, ServedCertificate, WatchGuard};
 use crate::tls::{self, TlsMaterial};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 pub(super) struct Identity {
     pub keypair: Keypair,
@@ -63,12 +67,20 @@ pub(super) fn load_identity(config: &Config) -> Result<Identity, RelayError> {
 pub(super) struct Certificate {
     pub material: TlsMaterial,
     pub served: Arc<ServedCertificate>,
+    /// What the WSS listener answers TLS with.
+    pub server_config: Arc<rustls::ServerConfig>,
+    /// With ACME on: its files and pending challenges.
+    pub acme: Option<AcmeSetup>,
 }
 
-/// The WSS certificate, when WSS is on: the configured files or a self-signed one.
+/// The WSS certificate, when WSS is on: the configured files, a self-signed one, or
+/// (ACME) the stored one.
 pub(super) fn load_certificate(config: &Config) -> Result<Option<Certificate>, RelayError> {
     if config.wss_port.is_none() {
         return Ok(None);
+    }
+    if let Some(acme) = &config.tls.acme {
+        return load_acme_certificate(config, acme).map(Some);
     }
     let material = tls::load_or_generate(config)?;
     if material.self_signed {
@@ -81,7 +93,114 @@ pub(super) fn load_certificate(config: &Config) -> Result<Option<Certificate>, R
         );
     }
     let served = ServedCertificate::new(&material)?;
-    Ok(Some(Certificate { material, served }))
+    let server_config = served.server_config();
+    Ok(Some(Certificate {
+        material,
+        served,
+        server_config,
+        acme: None,
+    }))
+}
+
+/// ACME: the stored certificate if there is one, else the self-signed one until the
+/// first is issued. Either way reloads read the ACME certificate file.
+fn load_acme_certificate(config: &Config, acme: &AcmeConfig) -> Result<Certificate, RelayError> {
+    let setup = tls::acme::prepare(acme, &config.data_dir())?;
+    let certificate_path = setup.store.certificate_path();
+    let material = match &setup.stored {
+        Some((_, facts)) => {
+            let expires_in = facts
+                .not_after
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            info!(
+                cert = %certificate_path.display(),
+                serial = %facts.serial,
+                expires_in_secs = expires_in.as_secs(),
+                "WSS serves the stored ACME certificate"
+            );
+            tls::load(&certificate_path, &certificate_path, false)?
+        }
+        None => {
+            let self_signed = tls::load_or_generate(config)?;
+            warn!(
+                domains = %acme.domains.join(","),
+                "WSS serves the self-signed certificate until ACME issues one"
+            );
+            // The reloader reads only the paths: from now on, the ACME file's.
+            TlsMaterial {
+                cert_path: certificate_path.clone(),
+                key_path: certificate_path,
+                self_signed: false,
+                ..self_signed
+            }
+        }
+    };
+    let served = ServedCertificate::new(&material)?;
+    let server_config = AcmeResolver::new(served.clone(), setup.challenges.clone()).server_config();
+    Ok(Certificate {
+        material,
+        served,
+        server_config,
+        acme: Some(setup),
+    })
+}
+
+/// Starts obtaining and renewing the ACME certificate (and the HTTP-01 responder, if
+/// configured); call once the WSS listener is bound, since the CA validates through it.
+pub(super) async fn start_acme(
+    config: &Config,
+    setup: Option<AcmeSetup>,
+    reloader: Option<&CertificateReloader>,
+    orders: Family<OutcomeLabel, Counter>,
+) -> Result<Option<AcmeGuard>, RelayError> {
+    let (Some(acme), Some(setup), Some(reloader)) = (&config.tls.acme, setup, reloader) else {
+        return Ok(None);
+    };
+    let responder = match acme.http_port {
+        None => None,
+        Some(port) => {
+            let addrs: Vec<SocketAddr> = config
+                .listen_ips
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect();
+            let responder = HttpResponder::bind(&addrs, setup.challenges.clone())
+                .await
+                .map_err(|(addr, e)| RelayError::AcmeHttpListen {
+                    addr,
+                    reason: e.to_string(),
+                })?;
+            for addr in &responder.local_addrs {
+                info!("ACME HTTP-01 responder: http://{addr}/.well-known/acme-challenge/");
+            }
+            Some(responder)
+        }
+    };
+    let task = AcmeTask {
+        config: acme.clone(),
+        store: setup.store,
+        challenges: setup.challenges,
+        reloader: reloader.clone(),
+        orders,
+        http01: responder.is_some(),
+    };
+    Ok(Some(AcmeGuard {
+        task: tokio::spawn(task.run()),
+        _responder: responder,
+    }))
+}
+
+/// Stops the ACME task and its HTTP-01 responder when dropped.
+pub(super) struct AcmeGuard {
+    task: tokio::task::JoinHandle<()>,
+    _responder: Option<HttpResponder>,
+}
+
+impl Drop for AcmeGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Fleet mode: the fleet secret, the mesh listener and the reservation directory;
@@ -129,7 +248,7 @@ pub(super) fn build_swarm(
     }
     let transport = transport::build(
         &keypair,
-        certificate.map(|c| WssTls::Serve(c.served.server_config())),
+        certificate.map(|c| WssTls::Serve(c.server_config.clone())),
         config.handshake_timeout,
         &proxy,
     )
@@ -158,7 +277,10 @@ pub(super) fn start_certificate_reload(
     observers: &broadcast::Sender<RelayEvent>,
     metrics: &Metrics,
 ) -> (Option<CertificateReloader>, Option<WatchGuard>) {
-    let Some(Certificate { material, served }) = certificate else {
+    let Some(Certificate {
+        material, served, ..
+    }) = certificate
+    else {
         return (None, None);
     };
     let reloader = CertificateReloader::new(

@@ -4,6 +4,7 @@
 //! Everything is validated here because libp2p-websocket panics on a malformed key. A
 //! bad file stops the relay with an error naming it; an existing file is never replaced.
 
+pub mod acme;
 pub mod reload;
 
 use std::fs;

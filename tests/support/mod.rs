@@ -16,6 +16,7 @@ pub mod hop;
 pub mod hostile;
 mod http;
 pub mod js;
+pub mod pebble;
 pub mod process;
 pub mod redis;
 mod rendezvous_requests;

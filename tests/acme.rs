@@ -1,0 +1,331 @@
+//! ACME (issue 20) against Debian's pebble and pebble-challtestsrv on loopback: the
+//! relay binary obtains its WSS certificate itself, over TLS-ALPN-01 on the WSS port or
+//! HTTP-01 on its own port, reuses it across restarts, keeps serving through a failed
+//! order and renews with a WSS connection open. Issuance times are printed.
+//!
+//! Skipped (with a note) where pebble is not installed, unless DUSK_TEST_REQUIRE_PEBBLE
+//! is set, as `./run-tests` does after installing it.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dusk_relay::tls::acme::storage::CertificateFacts;
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use support::pebble::{free_tcp_port, handshake, tls_client, Pebble, PebbleOptions};
+use support::process::{relay_command, RelayProcess};
+use support::*;
+
+/// Resolved by pebble-challtestsrv to the address the test chooses.
+const DOMAIN: &str = "relay.dusk.test";
+
+fn pebble_installed() -> bool {
+    let found = std::process::Command::new("pebble")
+        .arg("-h")
+        .output()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("DUSK_TEST_REQUIRE_PEBBLE").is_none(),
+            "pebble is not installed, and DUSK_TEST_REQUIRE_PEBBLE says it must be"
+        );
+        eprintln!("pebble is not installed (apt-get install pebble); skipping");
+    }
+    found
+}
+
+/// The relay binary with ACME on against `pebble`, WSS on `wss_port`, files in `dir`.
+fn acme_relay(dir: &Path, pebble: &Pebble, wss_port: u16) -> tokio::process::Command {
+    let mut command = relay_command(dir);
+    command
+        .env("DUSK_RELAY_WSS_PORT", wss_port.to_string())
+        .env("DUSK_RELAY_ACME_DOMAINS", DOMAIN)
+        .env("DUSK_RELAY_ACME_DIRECTORY", &pebble.directory_url)
+        .env("DUSK_RELAY_ACME_CA", &pebble.listener_ca);
+    command
+}
+
+fn wss_addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The relay's WSS address with SNI for [`DOMAIN`] (the certificate's name, not the IP).
+fn wss_multiaddr_for_domain(relay: &RelayProcess) -> Multiaddr {
+    relay
+        .listen_addr(Transport::Wss)
+        .iter()
+        .flat_map(|p| match p {
+            Protocol::Tls => vec![Protocol::Tls, Protocol::Sni(DOMAIN.into())],
+            other => vec![other],
+        })
+        .collect()
+}
+
+/// The `n`th line (from 1) containing `needle`, among the lines seen or still to come:
+/// the ACME task runs beside start-up, so its lines may precede "dusk relay ready".
+async fn nth_line(relay: &mut RelayProcess, needle: &str, n: usize) -> String {
+    loop {
+        let mut matching = relay.seen.iter().filter(|l| l.contains(needle));
+        if let Some(line) = matching.nth(n - 1) {
+            return line.clone();
+        }
+        relay.line_containing(needle).await;
+    }
+}
+
+/// Waits for the relay to say it issued its `n`th certificate and serves it; returns
+/// the order's time as the relay measured it.
+async fn issued(relay: &mut RelayProcess, n: usize) -> Duration {
+    let line = nth_line(relay, "ACME certificate issued", n).await;
+    let ms = line
+        .split("elapsed_ms=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no elapsed_ms in {line}"));
+    nth_line(relay, "WSS certificate reloaded", n).await;
+    Duration::from_millis(ms)
+}
+
+async fn acme_orders(relay: &RelayProcess, outcome: &str) -> f64 {
+    let metrics = scrape(relay.metrics_addr()).await;
+    metric_sum(
+        &metrics,
+        "dusk_relay_acme_orders_total",
+        &[("outcome", outcome)],
+    )
+}
+
+fn leaf_of(chain: &[CertificateDer<'static>]) -> CertificateFacts {
+    CertificateFacts::of(&chain[0]).expect("leaf parses")
+}
+
+#[tokio::test]
+async fn first_certificate_comes_from_the_ca_over_tls_alpn_on_the_wss_port() {
+    if !pebble_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wss_port = free_tcp_port();
+    let pebble = Pebble::start(dir.path(), PebbleOptions::for_tls_port(wss_port)).await;
+    let started = Instant::now();
+    let mut relay = RelayProcess::ready(acme_relay(dir.path(), &pebble, wss_port)).await;
+    assert!(
+        relay
+            .seen
+            .iter()
+            .any(|l| l.contains("WSS serves the self-signed certificate until ACME issues one")),
+        "{:#?}",
+        relay.seen
+    );
+    let order_time = issued(&mut relay, 1).await;
+    println!(
+        "ACME first issuance over TLS-ALPN-01: order {order_time:?}, relay start to certificate served {:?}",
+        started.elapsed()
+    );
+
+    let root = pebble.issuing_root();
+    let chain = handshake(
+        wss_addr(wss_port),
+        DOMAIN,
+        tls_client(std::slice::from_ref(&root)),
+    )
+    .expect("the WSS certificate chains to pebble's root");
+    assert!(leaf_of(&chain).names.contains(&DOMAIN.to_owned()));
+
+    // A libp2p client over /tls/ws trusting only pebble's root reserves.
+    let mut client = Client::new(Some(root.as_ref().to_vec())).await;
+    client.reserve(&wss_multiaddr_for_domain(&relay)).await;
+
+    assert_eq!(acme_orders(&relay, "issued").await, 1.0);
+    assert_eq!(acme_orders(&relay, "failed").await, 0.0);
+}
+
+#[tokio::test]
+async fn restart_reuses_the_stored_certificate_without_a_new_order() {
+    if !pebble_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wss_port = free_tcp_port();
+    let pebble = Pebble::start(dir.path(), PebbleOptions::for_tls_port(wss_port)).await;
+    let mut relay = RelayProcess::ready(acme_relay(dir.path(), &pebble, wss_port)).await;
+    issued(&mut relay, 1).await;
+    let client = tls_client(&[pebble.issuing_root()]);
+    let first = handshake(wss_addr(wss_port), DOMAIN, client.clone()).expect("issued");
+    relay.signal(libc::SIGTERM);
+    assert!(relay.exit_status().await.success());
+
+    let mut relay = RelayProcess::ready(acme_relay(dir.path(), &pebble, wss_port)).await;
+    assert!(
+        relay
+            .seen
+            .iter()
+            .any(|l| l.contains("WSS serves the stored ACME certificate")),
+        "{:#?}",
+        relay.seen
+    );
+    let again = handshake(wss_addr(wss_port), DOMAIN, client).expect("stored certificate");
+    assert_eq!(again[0], first[0], "the same certificate, served at once");
+    nth_line(&mut relay, "ACME certificate valid; renewal scheduled", 1).await;
+    assert!(!relay.seen.iter().any(|l| l.contains("ACME order started")));
+    assert_eq!(acme_orders(&relay, "issued").await, 0.0);
+    assert_eq!(acme_orders(&relay, "failed").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_failing_challenge_keeps_the_certificate_in_use_and_logs_the_cas_reason() {
+    if !pebble_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wss_port = free_tcp_port();
+    // The CA looks for the relay where nothing listens.
+    let options = PebbleOptions {
+        resolve_to: std::net::Ipv4Addr::new(127, 0, 0, 2),
+        ..PebbleOptions::for_tls_port(wss_port)
+    };
+    let pebble = Pebble::start(dir.path(), options).await;
+    let mut relay = RelayProcess::ready(acme_relay(dir.path(), &pebble, wss_port)).await;
+    let failure = nth_line(&mut relay, "ACME order failed", 1).await;
+    println!("the relay's log of the failed order: {failure}");
+    assert!(failure.contains("urn:ietf:params:acme:error"), "{failure}");
+    assert!(
+        failure.contains("keeps its current certificate"),
+        "{failure}"
+    );
+
+    // Still the self-signed certificate, and still serving.
+    let self_signed =
+        CertificateDer::from_pem_file(dir.path().join("wss-cert.pem")).expect("self-signed");
+    assert!(handshake(
+        wss_addr(wss_port),
+        DOMAIN,
+        tls_client(&[pebble.issuing_root()])
+    )
+    .is_err());
+    let served = handshake(
+        wss_addr(wss_port),
+        "localhost",
+        tls_client(std::slice::from_ref(&self_signed)),
+    )
+    .expect("the self-signed certificate");
+    assert_eq!(served[0], self_signed);
+    let mut client = Client::new(Some(self_signed.as_ref().to_vec())).await;
+    client.reserve(&relay.listen_addr(Transport::Wss)).await;
+    assert_eq!(acme_orders(&relay, "issued").await, 0.0);
+    assert!(acme_orders(&relay, "failed").await >= 1.0);
+}
+
+#[tokio::test]
+async fn renewal_swaps_the_certificate_with_a_wss_connection_open_across_it() {
+    if !pebble_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wss_port = free_tcp_port();
+    let options = PebbleOptions {
+        validity_secs: Some(24),
+        ..PebbleOptions::for_tls_port(wss_port)
+    };
+    let pebble = Pebble::start(dir.path(), options).await;
+    let mut relay = RelayProcess::ready(acme_relay(dir.path(), &pebble, wss_port)).await;
+    issued(&mut relay, 1).await;
+    let root = pebble.issuing_root();
+    let first = handshake(
+        wss_addr(wss_port),
+        DOMAIN,
+        tls_client(std::slice::from_ref(&root)),
+    )
+    .expect("first");
+
+    let mut client = Client::new(Some(root.as_ref().to_vec())).await;
+    let relay_addr = wss_multiaddr_for_domain(&relay);
+    client.reserve(&relay_addr).await;
+    let relay_peer = peer_of(&relay_addr);
+
+    let line = nth_line(&mut relay, "ACME certificate valid; renewal scheduled", 1).await;
+    println!("renewal of a 24 s certificate: {line}");
+    let waited = Instant::now();
+    let order_time = issued(&mut relay, 2).await;
+    println!(
+        "ACME renewal: order {order_time:?}, {:?} after the renewal was scheduled",
+        waited.elapsed()
+    );
+    let renewed = handshake(
+        wss_addr(wss_port),
+        DOMAIN,
+        tls_client(std::slice::from_ref(&root)),
+    )
+    .expect("renewed");
+    assert_ne!(leaf_of(&renewed).serial, leaf_of(&first).serial);
+
+    // The connection opened under the first certificate is the one still there.
+    let (connected, established) = client
+        .call(move |swarm| {
+            (
+                swarm.is_connected(&relay_peer),
+                swarm.network_info().connection_counters().num_established(),
+            )
+        })
+        .await;
+    assert!(connected);
+    assert_eq!(established, 1);
+    assert_eq!(acme_orders(&relay, "issued").await, 2.0);
+}
+
+#[tokio::test]
+async fn http_01_on_its_own_port_issues_the_certificate() {
+    if !pebble_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wss_port = free_tcp_port();
+    let options = PebbleOptions::for_tls_port(wss_port);
+    let http_port = options.http_port;
+    let pebble = Pebble::start(dir.path(), options).await;
+    let mut command = acme_relay(dir.path(), &pebble, wss_port);
+    command.env("DUSK_RELAY_ACME_HTTP_PORT", http_port.to_string());
+    let started = Instant::now();
+    let mut relay = RelayProcess::ready(command).await;
+    let order_time = issued(&mut relay, 1).await;
+    println!(
+        "ACME first issuance over HTTP-01: order {order_time:?}, relay start to certificate served {:?}",
+        started.elapsed()
+    );
+    let chain = handshake(
+        wss_addr(wss_port),
+        DOMAIN,
+        tls_client(&[pebble.issuing_root()]),
+    )
+    .expect("the WSS certificate chains to pebble's root");
+    assert!(leaf_of(&chain).names.contains(&DOMAIN.to_owned()));
+}
+
+#[tokio::test]
+async fn a_corrupt_stored_certificate_stops_the_relay_at_start_and_stays() {
+    // No CA is contacted: the stored files are checked before anything listens.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let directory = "https://ca.invalid/directory";
+    let stored = dir.path().join("acme/ca.invalid_directory/certificate.pem");
+    std::fs::create_dir_all(stored.parent().expect("folder")).expect("mkdir");
+    std::fs::write(&stored, b"not a certificate").expect("write");
+    let mut command = relay_command(dir.path());
+    command
+        .env("DUSK_RELAY_WSS_PORT", free_tcp_port().to_string())
+        .env("DUSK_RELAY_ACME_DOMAINS", DOMAIN)
+        .env("DUSK_RELAY_ACME_DIRECTORY", directory);
+    let (status, output) = support::process::run_to_exit(&mut command).await;
+    assert!(!status.success(), "{output}");
+    assert!(output.contains(&stored.display().to_string()), "{output}");
+    assert!(output.contains("left untouched"), "{output}");
+    assert_eq!(
+        std::fs::read(&stored).expect("still there"),
+        b"not a certificate"
+    );
+}
