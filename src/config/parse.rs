@@ -241,15 +241,17 @@ impl Vars<'_> {
     /// ACME: the domains turn it on; the other ACME settings alone are a mistake worth
     /// stopping for, and so are configured certificate files or WSS off beside it.
     fn acme(&self, config: &Config) -> Result<Option<AcmeConfig>, ConfigError> {
+        // Empty is unset, as Compose passes `${VAR:-}`.
+        let set = |id: Id| self.get(id).filter(|value| !value.is_empty());
         let others = [
             Id::AcmeDirectory,
             Id::AcmeEmail,
             Id::AcmeCa,
             Id::AcmeHttpPort,
         ];
-        let Some(raw_domains) = self.get(Id::AcmeDomains) else {
-            if let Some(id) = others.into_iter().find(|id| self.get(*id).is_some()) {
-                let raw = self.get(id).unwrap_or_default();
+        let Some(raw_domains) = set(Id::AcmeDomains) else {
+            if let Some(id) = others.into_iter().find(|id| set(*id).is_some()) {
+                let raw = set(id).unwrap_or_default();
                 return Err(self.invalid(
                     id,
                     raw,
@@ -298,7 +300,7 @@ impl Vars<'_> {
                 "needs at least one name, e.g. relay.example.com".into(),
             ));
         }
-        let directory = match self.get(Id::AcmeDirectory) {
+        let directory = match set(Id::AcmeDirectory) {
             None => defaults::ACME_DIRECTORY.to_owned(),
             Some("letsencrypt") => defaults::ACME_DIRECTORY.to_owned(),
             Some("letsencrypt-staging") => defaults::ACME_DIRECTORY_STAGING.to_owned(),
@@ -313,7 +315,7 @@ impl Vars<'_> {
                 ))
             }
         };
-        let email = match self.get(Id::AcmeEmail) {
+        let email = match set(Id::AcmeEmail) {
             None => None,
             Some(raw) => {
                 let address = raw.strip_prefix("mailto:").unwrap_or(raw);
@@ -331,8 +333,8 @@ impl Vars<'_> {
                 Some(address.to_owned())
             }
         };
-        let ca = self.get(Id::AcmeCa).map(PathBuf::from);
-        let http_port = match self.get(Id::AcmeHttpPort) {
+        let ca = set(Id::AcmeCa).map(PathBuf::from);
+        let http_port = match set(Id::AcmeHttpPort) {
             None | Some("0") | Some("off") => None,
             Some(raw) => Some(raw.parse::<u16>().map_err(|_| {
                 self.invalid(
@@ -565,6 +567,17 @@ mod tests {
     #[test]
     fn acme_is_off_unless_domains_are_given() {
         let config = Config::from_vars(vars(&[])).unwrap().0;
+        assert_eq!(config.tls.acme, None);
+        // What docker-compose.yml passes when the operator sets none of them.
+        let empty = [
+            Id::AcmeDomains,
+            Id::AcmeDirectory,
+            Id::AcmeEmail,
+            Id::AcmeCa,
+            Id::AcmeHttpPort,
+        ]
+        .map(|id| (id.env(), ""));
+        let config = Config::from_vars(vars(&empty)).unwrap().0;
         assert_eq!(config.tls.acme, None);
         let config = Config::from_vars(vars(&[
             (
