@@ -14,6 +14,21 @@ use std::path::Path;
 /// which never follows a symlink): a name known in advance would let anyone who can
 /// write to the directory plant a link there and have the keypair written through it.
 pub fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_private(path, bytes, Existing::Keep)
+}
+
+/// Like [`write_new_private`], but replaces `path` if it exists (atomically: readers see
+/// the old file or the new one, never a mix). For files the relay itself renews.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_private(path, bytes, Existing::Replace)
+}
+
+enum Existing {
+    Keep,
+    Replace,
+}
+
+fn write_private(path: &Path, bytes: &[u8], existing: Existing) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -32,30 +47,12 @@ pub fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    // rename(2) with RENAME_NOREPLACE (or link + unlink where that is missing): never
-    // clobbers, unlike a plain rename.
-    tmp.persist_noclobber(path).map_err(|e| e.error)?;
-    if let Ok(dir) = fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
-/// Like [`write_new_private`], but replaces `path` if it exists (atomically: readers see
-/// the old file or the new one, never a mix). For files the relay itself renews.
-pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
+    match existing {
+        // rename(2) with RENAME_NOREPLACE (or link + unlink where that is missing): never
+        // clobbers, unlike a plain rename.
+        Existing::Keep => tmp.persist_noclobber(path).map_err(|e| e.error)?,
+        Existing::Replace => tmp.persist(path).map_err(|e| e.error)?,
     };
-    create_private_dir(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
     if let Ok(dir) = fs::File::open(dir) {
         let _ = dir.sync_all();
     }
