@@ -344,6 +344,14 @@ impl Metrics {
                 },
             );
         }
+        for outcome in ["issued", "failed"] {
+            zero(
+                &self.acme_orders,
+                &OutcomeLabel {
+                    outcome: outcome.into(),
+                },
+            );
+        }
         for across in ["forwarded", "received"] {
             zero(&self.fleet_circuits, &AcrossLabel { across });
             zero(&self.fleet_circuits_opened, &AcrossLabel { across });

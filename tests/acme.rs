@@ -1,7 +1,9 @@
 //! ACME (issue 20) against Debian's pebble and pebble-challtestsrv on loopback: the
 //! relay binary obtains its WSS certificate itself, over TLS-ALPN-01 on the WSS port or
 //! HTTP-01 on its own port, reuses it across restarts, keeps serving through a failed
-//! order and renews with a WSS connection open. Issuance times are printed.
+//! order and renews with a WSS connection open; headless Chromium, trusting pebble's
+//! root as a browser trusts a public CA, reserves over WSS by the domain and carries a
+//! circuit. Issuance times are printed.
 //!
 //! Skipped (with a note) where pebble is not installed, unless DUSK_TEST_REQUIRE_PEBBLE
 //! is set, as `./run-tests` does after installing it.
@@ -17,6 +19,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use support::browser::{chromium, open_browser_peer, BrowserTrust};
+use support::js::{ensure_js_setup, rust_dials_js};
 use support::pebble::{free_tcp_port, handshake, tls_client, Pebble, PebbleOptions};
 use support::process::{relay_command, RelayProcess};
 use support::*;
@@ -328,4 +332,51 @@ async fn a_corrupt_stored_certificate_stops_the_relay_at_start_and_stays() {
         std::fs::read(&stored).expect("still there"),
         b"not a certificate"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_trusting_the_cas_root_reserves_over_wss_and_carries_a_circuit() {
+    if !pebble_installed() {
+        return;
+    }
+    ensure_js_setup();
+    let chromium = chromium();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wss_port = free_tcp_port();
+    let pebble = Pebble::start(dir.path(), PebbleOptions::for_tls_port(wss_port)).await;
+    let mut relay = RelayProcess::ready(acme_relay(dir.path(), &pebble, wss_port)).await;
+    issued(&mut relay, 1).await;
+
+    // The address a web client is given: the domain, not an IP. No certificate error
+    // is ignored: Chromium verifies the chain to pebble's root and the name, so the
+    // self-signed certificate served before issuance would fail this.
+    let relay_peer = peer_of(&relay.listen_addr(Transport::Wss));
+    let relay_wss: Multiaddr = format!("/dns4/{DOMAIN}/tcp/{wss_port}/tls/ws/p2p/{relay_peer}")
+        .parse()
+        .expect("multiaddr");
+    let trust = BrowserTrust::Root {
+        root: pebble.issuing_root(),
+        names: vec![DOMAIN.to_owned()],
+    };
+    let mut browser = open_browser_peer(&chromium, trust, &relay_wss).await;
+    assert!(
+        browser
+            .addrs
+            .iter()
+            .any(|a| dusk_relay::multiaddr_ext::is_relayed(a) && a.to_string().contains(DOMAIN)),
+        "the browser holds no reservation through {relay_wss}: {:?}",
+        browser.addrs
+    );
+
+    // A Rust peer over TCP reaches the browser through its reservation.
+    let mut dialer = Client::new(None).await;
+    let (inbound, _) = rust_dials_js(
+        &mut dialer,
+        &relay.listen_addr(Transport::Tcp),
+        &mut browser,
+        1024 * 1024,
+        256 * 1024,
+    )
+    .await;
+    assert_eq!(inbound["event"], "exchanged", "{inbound}");
 }

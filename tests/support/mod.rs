@@ -5,10 +5,11 @@
 //! `test_client` (client swarms), `exchange` (verified bytes through circuits),
 //! `rendezvous_requests`, `http` (/metrics), `hop` (raw HOP/STOP), `process` (the
 //! binary as a child), `redis` (a redis-server per test), `fleet` (nodes of one
-//! fleet against it), `js` (js-libp2p peers),
+//! fleet against it), `js` (js-libp2p peers), `browser` (one in headless Chromium),
 //! `swarm` (bare TCP swarms for peers the client cannot play).
 #![allow(dead_code, unused_imports, unused_macros)] // each test file uses part of this module
 
+pub mod browser;
 pub mod dusk_client;
 mod exchange;
 pub mod fleet;
