@@ -30,7 +30,8 @@ use crate::metrics::{Metrics, OutcomeLabel};
 use crate::net::proxy_protocol::ProxyProtocol;
 use crate::net::transport;
 use crate::net::transport::WssTls;
-use crate::tls::acme::challenge::{AcmeResolver, HttpResponder};
+use crate::tls::acme::challenge::AcmeResolver;
+use crate::tls::acme::http01::HttpResponder;
 use crate::tls::acme::{AcmeSetup, AcmeTask};
 use crate::tls::reload::{CertificateReloader, ServedCertificate, WatchGuard};
 use crate::tls::{self, TlsMaterial};
@@ -165,12 +166,13 @@ pub(super) async fn start_acme(
                 .iter()
                 .map(|ip| SocketAddr::new(*ip, port))
                 .collect();
-            let responder = HttpResponder::bind(&addrs, setup.challenges.clone())
-                .await
-                .map_err(|(addr, e)| RelayError::AcmeHttpListen {
-                    addr,
-                    reason: e.to_string(),
-                })?;
+            let responder =
+                HttpResponder::bind(&addrs, setup.challenges.clone(), Default::default())
+                    .await
+                    .map_err(|(addr, e)| RelayError::AcmeHttpListen {
+                        addr,
+                        reason: e.to_string(),
+                    })?;
             for addr in &responder.local_addrs {
                 info!("ACME HTTP-01 responder: http://{addr}/.well-known/acme-challenge/");
             }

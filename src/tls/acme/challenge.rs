@@ -1,5 +1,5 @@
 //! Answering the CA's validation: TLS-ALPN-01 (RFC 8737) on the WSS listener itself and
-//! HTTP-01 on an optional plain HTTP port.
+//! HTTP-01 on an optional plain HTTP port (served by [`super::http01`]).
 //!
 //! TLS-ALPN-01 needs no port of its own: the CA opens TLS to port 443 offering only the
 //! ALPN protocol `acme-tls/1`, and [`AcmeResolver`] answers such a handshake with a
@@ -7,17 +7,13 @@
 //! (SNI). Every other handshake gets the served certificate, as before.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::get;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::tls;
 use crate::tls::reload::ServedCertificate;
@@ -77,7 +73,8 @@ impl Challenges {
             .cloned()
     }
 
-    fn http_response(&self, token: &str) -> Option<String> {
+    /// The key authorization for an HTTP-01 `token`, while its order is pending.
+    pub(super) fn http_response(&self, token: &str) -> Option<String> {
         self.http
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -172,53 +169,6 @@ impl ResolvesServerCert for AcmeResolver {
         }
         certificate
     }
-}
-
-/// Serves `/.well-known/acme-challenge/<token>` on `addrs` until dropped.
-pub struct HttpResponder {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    pub local_addrs: Vec<SocketAddr>,
-}
-
-impl HttpResponder {
-    pub async fn bind(
-        addrs: &[SocketAddr],
-        challenges: Arc<Challenges>,
-    ) -> Result<Self, (SocketAddr, std::io::Error)> {
-        let app = axum::Router::new()
-            .route("/.well-known/acme-challenge/{token}", get(http_challenge))
-            .with_state(challenges);
-        let mut tasks = Vec::new();
-        let mut local_addrs = Vec::new();
-        for addr in addrs {
-            let listener = TcpListener::bind(addr).await.map_err(|e| (*addr, e))?;
-            local_addrs.push(listener.local_addr().map_err(|e| (*addr, e))?);
-            let app = app.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(error) = axum::serve(listener, app).await {
-                    warn!("the ACME HTTP-01 responder stopped: {error}");
-                }
-            }));
-        }
-        Ok(HttpResponder { tasks, local_addrs })
-    }
-}
-
-impl Drop for HttpResponder {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
-async fn http_challenge(
-    State(challenges): State<Arc<Challenges>>,
-    Path(token): Path<String>,
-) -> Result<String, StatusCode> {
-    challenges
-        .http_response(&token)
-        .ok_or(StatusCode::NOT_FOUND)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! with backoff; the certificate in use is never dropped.
 
 pub mod challenge;
+pub mod http01;
 pub mod order;
 pub mod storage;
 
