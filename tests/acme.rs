@@ -344,8 +344,10 @@ async fn a_browser_trusting_the_cas_root_reserves_over_wss_and_carries_a_circuit
     let dir = tempfile::tempdir().expect("tempdir");
     let wss_port = free_tcp_port();
     let pebble = Pebble::start(dir.path(), PebbleOptions::for_tls_port(wss_port)).await;
+    let started = Instant::now();
     let mut relay = RelayProcess::ready(acme_relay(dir.path(), &pebble, wss_port)).await;
     issued(&mut relay, 1).await;
+    let served = started.elapsed();
 
     // The address a web client is given: the domain, not an IP. No certificate error
     // is ignored: Chromium verifies the chain to pebble's root and the name, so the
@@ -359,6 +361,11 @@ async fn a_browser_trusting_the_cas_root_reserves_over_wss_and_carries_a_circuit
         names: vec![DOMAIN.to_owned()],
     };
     let mut browser = open_browser_peer(&chromium, trust, &relay_wss).await;
+    println!(
+        "relay start to CA-issued certificate served {served:?}; to Chromium reserved over WSS \
+         trusting pebble's root {:?} (Chromium's start included)",
+        started.elapsed()
+    );
     assert!(
         browser
             .addrs
@@ -379,4 +386,34 @@ async fn a_browser_trusting_the_cas_root_reserves_over_wss_and_carries_a_circuit
     )
     .await;
     assert_eq!(inbound["event"], "exchanged", "{inbound}");
+}
+
+#[tokio::test]
+async fn an_ip_address_gets_a_certificate_of_its_own_over_tls_alpn() {
+    if !pebble_installed() {
+        return;
+    }
+    // RFC 8738: the CA connects to the address itself and asks, by SNI, for its
+    // reverse-DNS name (1.0.0.127.in-addr.arpa); no DNS is involved.
+    let ip = "127.0.0.1";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wss_port = free_tcp_port();
+    let pebble = Pebble::start(dir.path(), PebbleOptions::for_tls_port(wss_port)).await;
+    let mut command = acme_relay(dir.path(), &pebble, wss_port);
+    command.env("DUSK_RELAY_ACME_DOMAINS", ip);
+    let mut relay = RelayProcess::ready(command).await;
+    let order_time = issued(&mut relay, 1).await;
+    println!("ACME issuance for an IP address over TLS-ALPN-01: order {order_time:?}");
+
+    let root = pebble.issuing_root();
+    let chain = handshake(
+        wss_addr(wss_port),
+        ip,
+        tls_client(std::slice::from_ref(&root)),
+    )
+    .expect("the WSS certificate names the IP address and chains to pebble's root");
+    assert_eq!(leaf_of(&chain).names, [ip]);
+    // A libp2p client dialing the relay's plain /ip4/…/tls/ws address verifies it.
+    let mut client = Client::new(Some(root.as_ref().to_vec())).await;
+    client.reserve(&relay.listen_addr(Transport::Wss)).await;
 }
