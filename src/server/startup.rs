@@ -106,6 +106,17 @@ pub(super) fn load_certificate(config: &Config) -> Result<Option<Certificate>, R
 /// ACME: the stored certificate if there is one, else the self-signed one until the
 /// first is issued. Either way reloads read the ACME certificate file.
 fn load_acme_certificate(config: &Config, acme: &AcmeConfig) -> Result<Certificate, RelayError> {
+    if config.fleet.is_some() {
+        // Each node validates only its own orders, so ACME works in a fleet only where
+        // the CA reaches this very node for these names (a name per node), not behind
+        // one shared name or a load balancer.
+        warn!(
+            domains = %acme.domains.join(","),
+            "ACME in fleet mode: orders succeed only if these names reach this node alone; \
+             behind a name or load balancer shared by the fleet they fail at random \
+             (README \"ACME\": give the fleet one certificate instead)"
+        );
+    }
     let setup = tls::acme::prepare(acme, &config.data_dir())?;
     let certificate_path = setup.store.certificate_path();
     let material = match &setup.stored {
