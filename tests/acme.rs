@@ -23,6 +23,7 @@ use support::browser::{chromium, open_browser_peer, BrowserTrust};
 use support::js::{ensure_js_setup, rust_dials_js};
 use support::pebble::{free_tcp_port, handshake, tls_client, Pebble, PebbleOptions};
 use support::process::{relay_command, RelayProcess};
+use support::redis::RedisServer;
 use support::*;
 
 /// Resolved by pebble-challtestsrv to the address the test chooses.
@@ -416,4 +417,76 @@ async fn an_ip_address_gets_a_certificate_of_its_own_over_tls_alpn() {
     // A libp2p client dialing the relay's plain /ip4/…/tls/ws address verifies it.
     let mut client = Client::new(Some(root.as_ref().to_vec())).await;
     client.reserve(&relay.listen_addr(Transport::Wss)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fleet_nodes_behind_one_name_answer_each_others_http_01_challenges() {
+    if !pebble_installed() {
+        return;
+    }
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let fleet = tempfile::tempdir().expect("tempdir");
+    std::fs::write(fleet.path().join("fleet.key"), "c3".repeat(32)).expect("fleet secret");
+    let [a_wss, a_http, b_wss, b_http] = [(); 4].map(|()| free_tcp_port());
+    // Every HTTP-01 request of the CA reaches node B, as behind a load balancer that
+    // picked it: node A's order can succeed only if B answers A's token.
+    let options = PebbleOptions {
+        http_port: b_http,
+        ..PebbleOptions::for_tls_port(a_wss)
+    };
+    let pebble = Pebble::start(fleet.path(), options).await;
+    let node = |dir: &Path, wss_port: u16, http_port: u16| {
+        let mut command = acme_relay(dir, &pebble, wss_port);
+        command
+            .env("DUSK_RELAY_ACME_HTTP_PORT", http_port.to_string())
+            .env("DUSK_RELAY_KEYPAIR", fleet.path().join("keypair"))
+            // Its own files (ACME account and certificate), not the keypair's directory.
+            .env("DUSK_RELAY_DATA_DIR", dir)
+            .env("DUSK_RELAY_FLEET", redis.url())
+            .env("DUSK_RELAY_MESH_ADDR", "127.0.0.1:0")
+            .env("DUSK_RELAY_MESH_KEY_FILE", fleet.path().join("fleet.key"));
+        command
+    };
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    // B first: it makes the fleet's keypair, which A then loads.
+    let mut b = RelayProcess::ready(node(b_dir.path(), b_wss, b_http)).await;
+    let mut a = RelayProcess::ready(node(a_dir.path(), a_wss, a_http)).await;
+    let a_order = issued(&mut a, 1).await;
+    let b_order = issued(&mut b, 1).await;
+    println!("ACME in a fleet over shared HTTP-01: node A's order {a_order:?} (answered by node B), node B's {b_order:?}");
+
+    let root = pebble.issuing_root();
+    for (node, port) in [("A", a_wss), ("B", b_wss)] {
+        let chain = handshake(
+            wss_addr(port),
+            DOMAIN,
+            tls_client(std::slice::from_ref(&root)),
+        )
+        .unwrap_or_else(|e| panic!("node {node}'s WSS certificate: {e}"));
+        assert!(leaf_of(&chain).names.contains(&DOMAIN.to_owned()));
+    }
+    assert!(
+        !a.seen
+            .iter()
+            .chain(&b.seen)
+            .any(|l| l.contains("over TLS-ALPN-01: orders succeed only")),
+        "HTTP-01 nodes are not warned about TLS-ALPN-01"
+    );
+    // Each order withdrew its tokens from Redis as it ended.
+    let mut connection = ::redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let left: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{}*", dusk_relay::tls::acme::shared::KEY_PREFIX))
+        .query_async(&mut connection)
+        .await
+        .expect("KEYS");
+    assert!(left.is_empty(), "tokens left in Redis: {left:?}");
 }

@@ -106,18 +106,25 @@ pub(super) fn load_certificate(config: &Config) -> Result<Option<Certificate>, R
 /// ACME: the stored certificate if there is one, else the self-signed one until the
 /// first is issued. Either way reloads read the ACME certificate file.
 fn load_acme_certificate(config: &Config, acme: &AcmeConfig) -> Result<Certificate, RelayError> {
-    if config.fleet.is_some() {
-        // Each node validates only its own orders, so ACME works in a fleet only where
-        // the CA reaches this very node for these names (a name per node), not behind
-        // one shared name or a load balancer.
-        warn!(
-            domains = %acme.domains.join(","),
-            "ACME in fleet mode: orders succeed only if these names reach this node alone; \
-             behind a name or load balancer shared by the fleet they fail at random \
-             (README \"ACME\": give the fleet one certificate instead)"
-        );
-    }
-    let setup = tls::acme::prepare(acme, &config.data_dir())?;
+    let shared = match (&config.fleet, acme.http_port) {
+        (Some(fleet), Some(_)) => Some(
+            tls::acme::shared::SharedChallenges::new(&fleet.redis)
+                .map_err(crate::fleet::FleetError::Redis)?,
+        ),
+        (Some(_), None) => {
+            // TLS-ALPN-01 is answered only by the node that ordered (see acme::shared).
+            warn!(
+                domains = %acme.domains.join(","),
+                "ACME in fleet mode over TLS-ALPN-01: orders succeed only if these names \
+                 reach this node alone; behind a name or load balancer shared by the fleet \
+                 set DUSK_RELAY_ACME_HTTP_PORT on every node (HTTP-01, shared through the \
+                 fleet's Redis)"
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    let setup = tls::acme::prepare(acme, &config.data_dir(), shared)?;
     let certificate_path = setup.store.certificate_path();
     let material = match &setup.stored {
         Some((_, facts)) => {

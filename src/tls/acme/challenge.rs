@@ -15,6 +15,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tracing::debug;
 
+use super::shared::SharedChallenges;
 use crate::tls;
 use crate::tls::reload::ServedCertificate;
 
@@ -28,9 +29,23 @@ pub struct Challenges {
     tls_alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     /// HTTP-01 token -> key authorization.
     http: RwLock<HashMap<String, String>>,
+    /// In a fleet: where HTTP-01 tokens are shared with the other nodes.
+    shared: Option<SharedChallenges>,
 }
 
 impl Challenges {
+    /// Responses shared with the other nodes of a fleet through `shared` (HTTP-01).
+    pub fn with_shared(shared: SharedChallenges) -> Self {
+        Challenges {
+            shared: Some(shared),
+            ..Challenges::default()
+        }
+    }
+
+    pub fn shared(&self) -> Option<&SharedChallenges> {
+        self.shared.as_ref()
+    }
+
     /// Answers TLS-ALPN-01 for `identifier` (a DNS name or an IP) with a certificate
     /// proving `key_authorization_digest` (SHA-256 of the key authorization).
     pub fn add_tls_alpn(
@@ -54,7 +69,8 @@ impl Challenges {
     }
 
     /// Forgets every response: called when an order ends, whatever its outcome.
-    pub fn clear(&self) {
+    /// Returns the HTTP-01 tokens it held.
+    pub fn clear(&self) -> Vec<String> {
         self.tls_alpn
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -62,7 +78,9 @@ impl Challenges {
         self.http
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+            .drain()
+            .map(|(token, _)| token)
+            .collect()
     }
 
     fn tls_alpn_certificate(&self, sni: &str) -> Option<Arc<CertifiedKey>> {

@@ -209,7 +209,12 @@ async fn http_challenge(
     State(challenges): State<Arc<Challenges>>,
     Path(token): Path<String>,
 ) -> Result<String, StatusCode> {
-    challenges
-        .http_response(&token)
-        .ok_or(StatusCode::NOT_FOUND)
+    if let Some(found) = challenges.http_response(&token) {
+        return Ok(found);
+    }
+    // Another node of the fleet may have ordered with this token.
+    match challenges.shared() {
+        Some(shared) => shared.lookup(&token).await.ok_or(StatusCode::NOT_FOUND),
+        None => Err(StatusCode::NOT_FOUND),
+    }
 }

@@ -14,6 +14,7 @@
 pub mod challenge;
 pub mod http01;
 pub mod order;
+pub mod shared;
 pub mod storage;
 
 use std::collections::hash_map::RandomState;
@@ -77,7 +78,12 @@ pub struct AcmeSetup {
 
 /// Checks what can be checked before anything listens: the extra CA, the stored
 /// account and certificate (a corrupt file stops the relay here, untouched).
-pub fn prepare(config: &AcmeConfig, data_dir: &Path) -> Result<AcmeSetup, AcmeError> {
+/// `shared`: a fleet's Redis, through which HTTP-01 tokens are shared by the nodes.
+pub fn prepare(
+    config: &AcmeConfig,
+    data_dir: &Path,
+    shared: Option<shared::SharedChallenges>,
+) -> Result<AcmeSetup, AcmeError> {
     order::http_client(config.ca.as_deref())?;
     let store = AcmeStore::new(data_dir, &config.directory);
     store.create()?;
@@ -85,7 +91,7 @@ pub fn prepare(config: &AcmeConfig, data_dir: &Path) -> Result<AcmeSetup, AcmeEr
     let stored = store.load_certificate()?;
     Ok(AcmeSetup {
         store,
-        challenges: Arc::new(Challenges::default()),
+        challenges: Arc::new(shared.map_or_else(Challenges::default, Challenges::with_shared)),
         stored,
     })
 }

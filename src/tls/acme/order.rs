@@ -110,7 +110,10 @@ pub async fn issue(
     http01: bool,
 ) -> Result<Issued, AcmeError> {
     let result = run_order(account, domains, challenges, http01).await;
-    challenges.clear();
+    let tokens = challenges.clear();
+    if let Some(shared) = challenges.shared() {
+        shared.withdraw(&tokens).await;
+    }
     result
 }
 
@@ -165,6 +168,14 @@ async fn run_order(
         let key_authorization = challenge.key_authorization();
         if http01 {
             challenges.add_http(&challenge.token, key_authorization.as_str());
+            // In a fleet the CA may reach any node: every node must hold the answer
+            // before the CA is told to look.
+            if let Some(shared) = challenges.shared() {
+                shared
+                    .publish(&challenge.token, key_authorization.as_str())
+                    .await
+                    .map_err(AcmeError::Challenge)?;
+            }
         } else {
             challenges
                 .add_tls_alpn(&identifier, key_authorization.digest().as_ref())
