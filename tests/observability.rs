@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dusk_relay::config::{FleetConfig, RendezvousStore};
+use support::fleet::{self, FleetFiles};
 use support::redis::RedisServer;
 use support::*;
 
@@ -158,22 +158,11 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported_by_a_running_re
 
     // Fleet mode with a Redis store: the configuration that exports every family.
     let redis = RedisServer::start();
-    let secret = tempfile::tempdir().expect("tempdir");
-    let key_file = secret.path().join("fleet.key");
-    std::fs::write(&key_file, "5e".repeat(32)).expect("write the fleet secret");
-    let url = redis.as_ref().map(RedisServer::url);
-    let relay = TestRelay::start_with(|c| {
-        if let Some(url) = url {
-            c.rendezvous.store = RendezvousStore::Redis(url.clone());
-            c.fleet = Some(FleetConfig {
-                redis: url,
-                mesh_addr: "127.0.0.1:0".parse().expect("socket address"),
-                mesh_announce: None,
-                mesh_key_file: key_file,
-            });
-        }
-    })
-    .await;
+    let files = FleetFiles::new();
+    let relay = match &redis {
+        Some(redis) => fleet::node(redis, &files).await,
+        None => TestRelay::start().await,
+    };
     if redis.is_none() {
         // Without redis-server (RedisServer::start said so loudly) only fleet mode's
         // own gauge cannot be checked.
@@ -240,20 +229,8 @@ async fn redis_going_away_and_coming_back_shows_in_the_gauges_the_alert_watches(
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
-    let secret = tempfile::tempdir().expect("tempdir");
-    let key_file = secret.path().join("fleet.key");
-    std::fs::write(&key_file, "5e".repeat(32)).expect("write the fleet secret");
-    let url = redis.url();
-    let relay = TestRelay::start_with(|c| {
-        c.rendezvous.store = RendezvousStore::Redis(url.clone());
-        c.fleet = Some(FleetConfig {
-            redis: url,
-            mesh_addr: "127.0.0.1:0".parse().expect("socket address"),
-            mesh_announce: None,
-            mesh_key_file: key_file,
-        });
-    })
-    .await;
+    let files = FleetFiles::new();
+    let relay = fleet::node(&redis, &files).await;
     redis_gauges_read(&relay, 1.0).await;
     redis.stop();
     redis_gauges_read(&relay, 0.0).await;
